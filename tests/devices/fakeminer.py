@@ -14,7 +14,9 @@ from typing import Any
 
 Reply = bytes | Callable[[Mapping[str, Any]], bytes]
 
-INVALID_COMMAND = b'{"STATUS":[{"STATUS":"E","When":0,"Code":14,"Msg":"Invalid command","Description":"x"}],"id":1}'
+INVALID_COMMAND = (
+    b'{"STATUS":[{"STATUS":"E","When":0,"Code":14,"Msg":"Invalid command","Description":"x"}],"id":1}'
+)
 
 
 class FakeRpcMiner:
