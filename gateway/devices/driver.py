@@ -118,26 +118,11 @@ class BaseDriver:
 
     async def read(self) -> Sample:
         capture = await self.fetch()
-        return self._run_parser(self.parser.parse, capture)
+        return run_parser(self.parser.parse, capture, self.parse_context(), host=self.host)
 
     async def identify(self) -> MinerIdentity:
         capture = await self.fetch_identity()
-        return self._run_parser(self.parser.identify, capture)
-
-    def _run_parser(self, parse: Callable[[Capture, ParseContext], T], capture: Capture) -> T:
-        try:
-            return parse(capture, self.parse_context())
-        except DeviceError as err:
-            err.host = err.host or self.host
-            if not err.raw:
-                err.raw = _raw_of(capture)
-            raise
-        except Exception as err:  # a parser bug or a reply of the wrong shape: never escapes raw
-            raise ProtocolError(
-                f"unexpected reply shape ({type(err).__name__}: {err})",
-                host=self.host,
-                raw=_raw_of(capture),
-            ) from err
+        return run_parser(self.parser.identify, capture, self.parse_context(), host=self.host)
 
     def _unsupported(self, action: str) -> Unsupported:
         return Unsupported(f"{action} is not supported by {self.family.value}", host=self.host)
@@ -159,6 +144,24 @@ class BaseDriver:
 
     async def blink(self, on: bool) -> None:
         raise self._unsupported("blink")
+
+
+def run_parser(
+    parse: Callable[[Capture, ParseContext], T], capture: Capture, ctx: ParseContext, *, host: str | None
+) -> T:
+    """Run a pure parser so that only the error tree escapes: a parser tripping over a reply of the
+    wrong shape (KeyError, TypeError ...) becomes a ProtocolError carrying the replies it was given."""
+    try:
+        return parse(capture, ctx)
+    except DeviceError as err:
+        err.host = err.host or host
+        if not err.raw:
+            err.raw = _raw_of(capture)
+        raise
+    except Exception as err:
+        raise ProtocolError(
+            f"unexpected reply shape ({type(err).__name__}: {err})", host=host, raw=_raw_of(capture)
+        ) from err
 
 
 def _raw_of(capture: Capture) -> bytes:

@@ -47,7 +47,8 @@ class FamilyParser(Protocol):
     """The pure half of a backend. `command_keys` maps each capture key to the file-name suffix that
     carries it in captured sets (e.g. "stats.cgi" <- "stats.cgi", "web:summary" <- "web_api_v1_summary")."""
 
-    command_keys: Mapping[str, str]
+    @property
+    def command_keys(self) -> Mapping[str, str]: ...
 
     def identify(self, capture: Capture, ctx: ParseContext) -> MinerIdentity: ...
 
