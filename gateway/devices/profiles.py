@@ -25,6 +25,7 @@ SleepMethod = Literal[
     "antminer_miner_mode",  # set_miner_conf.cgi miner-mode 1 / 0 (stock Antminer)
     "whatsminer_power_off",  # btminer power_off / power_on (API v2) or set.miner.service (v3)
     "avalon_softoff",  # ascset 0,softoff / softon
+    "none",  # the stock firmware cannot sleep (S9); only third-party firmware can, through its own API
 ]
 
 ENV_PROFILES_DIR = "HASHINSIGHT_PROFILES_DIR"
@@ -70,6 +71,9 @@ class MinerProfile(BaseModel):
     aliases: tuple[str, ...] = ()  # other spellings firmwares report: "S19Pro", "M30SPlus" ...
     hashboards: int = Field(gt=0, le=8)
     chips_per_board: int = Field(gt=0, le=1000)
+    # Whatsminer builds one model from several board revisions with different chip counts (M30S+ V10 has
+    # 215 chips a board, VE40 156, VH10 64); the revision is the suffix the firmware reports (M30S+_VE40).
+    chips_per_board_by_revision: dict[str, int] = Field(default_factory=dict)
     fans: int = Field(ge=0, le=8)
     modes: dict[Mode, ModeSpec]
     power_target: PowerTargetRange | None = None
@@ -77,6 +81,16 @@ class MinerProfile(BaseModel):
     firmware: tuple[FirmwareName, ...] = Field(min_length=1)
     default_credential_names: tuple[str, ...] = ()  # names only (e.g. "antminer_web_root"); never secrets
     source: str = Field(min_length=10)  # where the figures come from: the maker's spec sheet / page
+
+    @field_validator("chips_per_board_by_revision")
+    @classmethod
+    def _revisions(cls, table: dict[str, int]) -> dict[str, int]:
+        for revision, chips in table.items():
+            if not re.fullmatch(r"V[A-Z]?\d+", revision):
+                raise ValueError(f"revision {revision!r} is not a board revision like 'V10' or 'VE40'")
+            if not 0 < chips <= 1000:
+                raise ValueError(f"revision {revision!r}: chips per board must be 1..1000")
+        return table
 
     @field_validator("modes")
     @classmethod
@@ -100,6 +114,13 @@ class MinerProfile(BaseModel):
     def sleep_w(self) -> float:
         return self.modes[Mode.SLEEP].power_w
 
+    def chips_expected(self, reported_model: str | None = None) -> int:
+        """Chips per board for the model string the firmware reported (its board revision, if any)."""
+        revision = model_revision(reported_model) if reported_model else None
+        if revision is None:
+            return self.chips_per_board
+        return self.chips_per_board_by_revision.get(revision, self.chips_per_board)
+
     def estimate_power_w(self, hashrate_ths: float | None, mode: Mode | None) -> float | None:
         """Watts from the model's efficiency: J/TH of the mode x the measured TH/s.
 
@@ -116,15 +137,33 @@ class MinerProfile(BaseModel):
         return max(hashrate_ths * spec.efficiency_j_per_th, self.sleep_w)
 
 
+_MAKER_PREFIX = re.compile(r"^(antminer|whatsminer|avalon ?miner|avalon|bitmain|microbt|canaan)\s*")
+_REVISION = re.compile(r"(?<=[0-9a-z+])v[a-z]?\d+$")  # M20SV10, M30S+VE40, M60SVK40
+
+
+def _compact(name: str) -> str:
+    value = name.strip().split("\n", 1)[0].lower()  # S9 bmminer: "Antminer S9\nV1.3.58"
+    value = re.sub(r"\((?:vnish|braiins|bos|luxos)[^)]*\)", "", value)  # "Antminer S21 Pro (Vnish 1.2.7)"
+    value = _MAKER_PREFIX.sub("", value.strip())
+    value = re.sub(r"^(a?\d{2,4})-\d+$", r"\1", value)  # Avalon hashrate bin: "1246-83" (83 TH/s)
+    value = value.replace("plus", "+")
+    return re.sub(r"[\s\-_()]+", "", value)
+
+
 def normalize_model_name(name: str) -> str:
     """Canonical comparison form: 'Antminer S19 Pro' / 'S19Pro' / 's19-pro' -> 's19pro';
-    'M30S+' / 'M30SPlus' / 'M30S+_VE40' / 'M30S+V40' -> 'm30s+'. Whatsminer's board-revision suffix
-    (V10, VE40, _VK40 ...) does not change the nominal figures we need, so it is dropped."""
-    value = name.strip().lower()
-    value = re.sub(r"^(antminer|whatsminer|avalon ?miner|avalon|bitmain|microbt|canaan)\s*", "", value)
-    value = value.replace("plus", "+")
-    value = re.sub(r"[\s\-_()]+", "", value)
-    return re.sub(r"(?<=[0-9a-z+])v[a-z]?\d+$", "", value)  # M20SV10, M30S+VE40, M60SVK40
+    'M30S+' / 'M30SPlus' / 'M30S+_VE40' / 'M30S+V40' -> 'm30s+'; 'AvalonMiner 1246-83' -> '1246'.
+    Whatsminer's board-revision suffix (V10, VE40, _VK40 ...) and Avalon's hashrate-bin suffix (-83) do
+    not change the nominal figures we need, so they are dropped (`model_revision` keeps the former).
+    Firmware decorations are dropped too: the version line the S9 appends after a newline, and Vnish's
+    " (Vnish 1.2.7)"."""
+    return _REVISION.sub("", _compact(name))
+
+
+def model_revision(name: str) -> str | None:
+    """The Whatsminer board revision in a reported model string: 'M30S+_VE40' -> 'VE40', else None."""
+    found = _REVISION.search(_compact(name))
+    return found.group(0).upper() if found else None
 
 
 class ProfileCatalog:
