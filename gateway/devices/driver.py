@@ -8,6 +8,7 @@ becomes a `ProtocolError` carrying the raw reply, so the poller only ever sees t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -16,10 +17,10 @@ from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
 import aiohttp
 
-from gateway.devices.errors import DeviceError, ProtocolError, Unsupported
+from gateway.devices.errors import ControlNotVerified, DeviceError, ProtocolError, Unreachable, Unsupported
 from gateway.devices.model import Capabilities, FirmwareFamily, MinerIdentity, Mode, Sample
 from gateway.devices.parsers.common import Capture, FamilyParser, ParseContext
-from gateway.devices.profiles import ProfileCatalog
+from gateway.devices.profiles import MinerProfile, ProfileCatalog
 from gateway.devices.rpc import RpcClient, RpcLimits
 
 T = TypeVar("T")
@@ -55,6 +56,10 @@ class DriverContext:
     model_hint: str | None = None
     session: aiohttp.ClientSession | None = None
     wall_clock: Callable[[], float] = field(default=time.time)
+    # Read-back after a control write: how long to keep re-reading before ControlNotVerified. A stock
+    # Antminer restarts its mining process on a mode change and is unreachable for several seconds.
+    verify_timeout_s: float = 60.0
+    verify_interval_s: float = 2.0
 
 
 @runtime_checkable
@@ -126,6 +131,50 @@ class BaseDriver:
 
     def _unsupported(self, action: str) -> Unsupported:
         return Unsupported(f"{action} is not supported by {self.family.value}", host=self.host)
+
+    @property
+    def profile(self) -> MinerProfile | None:
+        """The inventory's model for this miner, when known: capabilities depend on it."""
+        if self.ctx.profiles is None or not self.ctx.model_hint:
+            return None
+        return self.ctx.profiles.match(None, self.ctx.model_hint)
+
+    def require(self, capability: str) -> None:
+        """Refuse an action the miner cannot do, before any I/O."""
+        if not getattr(self.capabilities, capability):
+            raise self._unsupported(capability)
+
+    async def read_back(self, accept: Callable[[Sample], bool], action: str) -> Sample:
+        """Re-read until `accept(sample)` holds, or raise ControlNotVerified.
+
+        Firmwares acknowledge writes they then ignore (Antminer's `M000 OK`), so no control is done
+        until the miner itself reports the new state. A miner that restarts its mining process after
+        a write is briefly unreachable: that is waited out, up to `verify_timeout_s`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ctx.verify_timeout_s
+        last: Sample | None = None
+        last_error: DeviceError | None = None
+        while True:
+            try:
+                sample = await self.read()
+            except Unreachable as err:
+                last_error = err
+            else:
+                if accept(sample):
+                    return sample
+                last = sample
+            if loop.time() + self.ctx.verify_interval_s > deadline:
+                seen = (
+                    f"last read: status={last.status.value}, mode={last.mode.value if last.mode else None}"
+                    if last is not None
+                    else f"last error: {last_error}"
+                )
+                raise ControlNotVerified(
+                    f"{action}: not confirmed by read-back within {self.ctx.verify_timeout_s:g}s ({seen})",
+                    host=self.host,
+                )
+            await asyncio.sleep(self.ctx.verify_interval_s)
 
     async def sleep(self) -> None:
         raise self._unsupported("sleep")
