@@ -1,37 +1,24 @@
-"""The `hashinsight` command. Thin: parse arguments, call a library function, print the result.
-
-Errors a user can cause (a missing file, a capture we cannot read) end with a one-line message on stderr
-and exit status 2 (usage) or 1 (the input is bad); tracebacks are for bugs only.
-"""
+"""`hashinsight devices ...` and `hashinsight profiles ...`: captured replies and firmware profiles."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
+from gateway.cli.common import fail as _fail
 from gateway.devices import capture_files
 from gateway.devices.errors import DeviceError
 from gateway.devices.model import FirmwareFamily, Mode
 from gateway.devices.parsers import PARSED_FAMILIES
 from gateway.devices.profiles import ProfileError, default_profiles_dir, load_profiles
 
-app = typer.Typer(
-    name="hashinsight",
-    help="HashInsight Edge: run and inspect a mining site's gateway.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode="markdown",
-)
 devices_app = typer.Typer(
     help="Read, identify and debug miners and their captured replies.", no_args_is_help=True
 )
 profiles_app = typer.Typer(help="Inspect and validate firmware profiles.", no_args_is_help=True)
-app.add_typer(devices_app, name="devices")
-app.add_typer(profiles_app, name="profiles")
 
 ParsedFamily = typer.Option(
     ...,
@@ -40,11 +27,6 @@ ParsedFamily = typer.Option(
     help="Firmware family that produced the files: " + ", ".join(f.value for f in PARSED_FAMILIES) + ".",
     case_sensitive=False,
 )
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
 
 
 @devices_app.command("parse")
@@ -124,11 +106,3 @@ def profiles_list() -> None:
             f"{profile.nominal_ths:7.1f} TH/s {normal.power_w:7.0f} W  "
             f"{profile.hashboards}x{profile.chips_per_board} chips  {'/'.join(profile.firmware)}"
         )
-
-
-def main() -> None:
-    """Console-script entry point."""
-    try:
-        app()
-    except BrokenPipeError:  # `hashinsight ... | head` is not an error
-        sys.stderr.close()

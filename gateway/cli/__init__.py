@@ -1,0 +1,27 @@
+"""The `hashinsight` command: a thin shell over the library. Each group lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from gateway.cli.devices import devices_app, profiles_app
+
+app = typer.Typer(
+    name="hashinsight",
+    help="HashInsight Edge: run and inspect a mining site's gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+app.add_typer(devices_app, name="devices")
+app.add_typer(profiles_app, name="profiles")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # `hashinsight ... | head` is not an error
+        sys.stderr.close()
