@@ -7,6 +7,8 @@ import sys
 import typer
 
 from gateway.cli.devices import devices_app, profiles_app
+from gateway.cli.scan import scan_command
+from gateway.cli.simulate import simulate_app
 
 app = typer.Typer(
     name="hashinsight",
@@ -17,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(devices_app, name="devices")
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(simulate_app, name="simulate")
+app.command("scan")(scan_command)
 
 
 def main() -> None:
