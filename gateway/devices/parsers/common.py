@@ -114,10 +114,12 @@ def mhs_to_ths(value: Any) -> float | None:
     return result / 1_000_000 if result is not None else None
 
 
-def rate_to_ths(value: Any, unit: str | None) -> float | None:
+def rate_to_ths(value: Any, unit: Any) -> float | None:
     """Convert by the firmware's stated unit ("GH", "GH/s", "TH/s", "MH/s"); GH/s when unstated."""
     factor = {"h": 1e-12, "kh": 1e-9, "mh": 1e-6, "gh": 1e-3, "th": 1.0, "ph": 1e3}
-    key = (unit if isinstance(unit, str) and unit else "GH").lower().removesuffix("/s").strip()
+    if unit is not None and not isinstance(unit, str):
+        return None  # a unit we cannot read makes the number meaningless
+    key = (unit or "GH").lower().removesuffix("/s").strip()
     result = number(value)
     if result is None or key not in factor:
         return None
