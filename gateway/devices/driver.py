@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -145,7 +145,11 @@ class BaseDriver:
             raise self._unsupported(capability)
 
     async def read_back(self, accept: Callable[[Sample], bool], action: str) -> Sample:
-        """Re-read until `accept(sample)` holds, or raise ControlNotVerified.
+        """Re-read the miner until `accept(sample)` holds, or raise ControlNotVerified."""
+        return await self.confirm(self.read, accept, action)
+
+    async def confirm(self, probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], action: str) -> T:
+        """Re-run `probe` until `accept` holds, or raise ControlNotVerified.
 
         Firmwares acknowledge writes they then ignore (Antminer's `M000 OK`), so no control is done
         until the miner itself reports the new state. A miner that restarts its mining process after
@@ -153,25 +157,21 @@ class BaseDriver:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ctx.verify_timeout_s
-        last: Sample | None = None
+        last: T | None = None
         last_error: DeviceError | None = None
         while True:
             try:
-                sample = await self.read()
+                value = await probe()
             except Unreachable as err:
                 last_error = err
             else:
-                if accept(sample):
-                    return sample
-                last = sample
+                if accept(value):
+                    return value
+                last = value
             if loop.time() + self.ctx.verify_interval_s > deadline:
-                seen = (
-                    f"last read: status={last.status.value}, mode={last.mode.value if last.mode else None}"
-                    if last is not None
-                    else f"last error: {last_error}"
-                )
                 raise ControlNotVerified(
-                    f"{action}: not confirmed by read-back within {self.ctx.verify_timeout_s:g}s ({seen})",
+                    f"{action}: not confirmed by read-back within {self.ctx.verify_timeout_s:g}s "
+                    f"({_describe(last) if last is not None else f'last error: {last_error}'})",
                     host=self.host,
                 )
             await asyncio.sleep(self.ctx.verify_interval_s)
@@ -211,6 +211,13 @@ def run_parser(
         raise ProtocolError(
             f"unexpected reply shape ({type(err).__name__}: {err})", host=host, raw=_raw_of(capture)
         ) from err
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, Sample):
+        mode = value.mode.value if value.mode else None
+        return f"last read: status={value.status.value}, mode={mode}, uptime={value.uptime_s}"
+    return f"last read: {value!r}"[:300]
 
 
 def _raw_of(capture: Capture) -> bytes:

@@ -49,6 +49,11 @@ class BoardSnapshot:
     chips_ok: int
     active: bool
     hw_errors: int
+    # Four sensors per board as Antminer-style firmware reports them: two on the inlet side, two on
+    # the outlet side (whole degrees). Clients differ in how they combine them (max, mean), so tests
+    # compare against these rather than against chip_c/board_c.
+    pcb_sensors_c: tuple[int, int, int, int] = (0, 0, 0, 0)
+    chip_sensors_c: tuple[int, int, int, int] = (0, 0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,6 +229,8 @@ class SimMiner:
                 chips_ok=0 if board.dead else board.chips,
                 active=p.mode is not Mode.SLEEP,
                 hw_errors=0,
+                pcb_sensors_c=_sensors(board.chip_c - p.params.board_offset_c, p.params.ambient_c),
+                chip_sensors_c=_sensors(board.chip_c, p.params.ambient_c),
             )
             for board, rate in zip(p.boards, rates, strict=True)
         )
@@ -272,3 +279,9 @@ class SimMiner:
             pools=pools,
             blinking=self.blinking,
         )
+
+
+def _sensors(outlet_c: float, ambient_c: float) -> tuple[int, int, int, int]:
+    """Inlet-side sensors read cooler than outlet-side ones: air warms as it crosses the board."""
+    inlet_c = outlet_c - 0.3 * max(0.0, outlet_c - ambient_c)
+    return (round(inlet_c), round(inlet_c) + 1, round(outlet_c) - 1, round(outlet_c))

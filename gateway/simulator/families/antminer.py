@@ -9,7 +9,7 @@ the S19 `get_miner_conf.cgi` (the read key `bitmain-work-mode` is a string; the 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -31,13 +31,8 @@ def _ghs(ths: float) -> float:
     return round(ths * 1000, 2)
 
 
-def _dashed(values: list[float]) -> str:
-    return "-".join(str(round(v)) for v in values)
-
-
-def _sensors(peak: float) -> list[float]:
-    """Four sensors per chain: two on the inlet side (cooler), two on the outlet side."""
-    return [peak - 24, peak - 22, peak - 1, peak]
+def _dashed(values: Iterable[int]) -> str:
+    return "-".join(str(v) for v in values)
 
 
 def _acs(chips_ok: int, chips: int, sleeping: bool) -> str:
@@ -199,13 +194,13 @@ class AntminerFrontend:
         entry["temp_num"] = len(snap.boards)
         for board in snap.boards:
             n = board.slot + 1
-            entry[f"temp{n}"] = int(board.board_c)
-            entry[f"temp2_{n}"] = int(board.chip_c)
+            entry[f"temp{n}"] = max(board.pcb_sensors_c)
+            entry[f"temp2_{n}"] = max(board.chip_sensors_c)
         for n in range(1, CHAIN_SLOTS + 1):
             slot = snap.boards[n - 1] if n <= len(snap.boards) else None
-            entry[f"temp_pcb{n}"] = _dashed(_sensors(slot.board_c)) if slot else "0-0-0-0"
-            entry[f"temp_chip{n}"] = _dashed(_sensors(slot.chip_c)) if slot else "0-0-0-0"
-            entry[f"temp_pic{n}"] = _dashed(_sensors(slot.board_c - 10)) if slot else "0-0-0-0"
+            entry[f"temp_pcb{n}"] = _dashed(slot.pcb_sensors_c) if slot else "0-0-0-0"
+            entry[f"temp_chip{n}"] = _dashed(slot.chip_sensors_c) if slot else "0-0-0-0"
+            entry[f"temp_pic{n}"] = _dashed([t - 10 for t in slot.pcb_sensors_c]) if slot else "0-0-0-0"
         entry.update(
             {
                 "total_rateideal": _ghs(snap.ideal_ths),
@@ -240,9 +235,9 @@ class AntminerFrontend:
                 "rate_ideal": _ghs(board.ideal_ths),
                 "rate_real": _ghs(board.hashrate_ths),
                 "asic_num": board.chips,
-                "temp_pic": [int(t) for t in _sensors(board.board_c - 10)],
-                "temp_pcb": [int(t) for t in _sensors(board.board_c)],
-                "temp_chip": [int(t) for t in _sensors(board.chip_c)],
+                "temp_pic": [t - 10 for t in board.pcb_sensors_c],
+                "temp_pcb": list(board.pcb_sensors_c),
+                "temp_chip": list(board.chip_sensors_c),
                 "hw": board.hw_errors,
                 "sn": f"{miner.identity.serial}B{board.slot}",
                 "hwp": 0.0,
