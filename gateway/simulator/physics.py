@@ -160,7 +160,7 @@ class MinerPhysics:
     # --- time evolution ----------------------------------------------------------------------------
 
     def _steady_chip_c(self, power_w: float) -> float:
-        cooling = 1.0 if not self.fans_stopped else 0.18  # passive airflow only
+        cooling = 1.0 if not self.fans_stopped else 0.4  # passive airflow through the case only
         return self.params.ambient_c + self.params.c_per_kw * power_w / 1000.0 / cooling + self.extra_heat_c
 
     def _fan_for(self, chip_c: float) -> float:

@@ -117,6 +117,7 @@ class FleetServers:
         if not miners or self.requested_web_port >= 1024:
             return self.requested_web_port
         probe = socket.socket()
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the real listeners will
         try:
             probe.bind((miners[0].ip, self.requested_web_port))
         except PermissionError:
