@@ -84,7 +84,7 @@ async def _behave(behaviour: str, reader: asyncio.StreamReader, writer: asyncio.
 
 
 @contextlib.asynccontextmanager
-async def bad_miner(behaviour: str, host: str = "127.0.0.1") -> AsyncIterator[int]:
+async def bad_miner(behaviour: str, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[int]:
     """Serve one behaviour; yields the port. Connections still open at exit are cut."""
     tasks: set[asyncio.Task[None]] = set()
 
@@ -97,7 +97,7 @@ async def bad_miner(behaviour: str, host: str = "127.0.0.1") -> AsyncIterator[in
         except (ConnectionError, asyncio.CancelledError):
             writer.transport.abort()
 
-    server = await asyncio.start_server(handle, host, 0)
+    server = await asyncio.start_server(handle, host, port, reuse_address=True)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
