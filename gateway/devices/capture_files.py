@@ -90,6 +90,10 @@ def parse_files(
     capture: dict[str, Any] = {}
     notes: list[str] = []
     for explicit_key, path in files:
+        if path.is_dir():
+            raise CaptureFileError(f"{path}: is a directory, expected a reply file", usage=True)
+        if not path.exists():
+            raise CaptureFileError(f"{path}: no such file", usage=True)
         key = explicit_key or command_for_file(path, keys)
         if key is None:
             known = ", ".join(sorted(keys))

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway.devices.antminer import AntminerDriver
 from gateway.devices.driver import Credentials, DriverContext, Endpoint, MinerDriver
-from gateway.devices.errors import AuthFailed, Unreachable
+from gateway.devices.errors import AuthFailed, Unreachable, Unsupported
 from gateway.devices.model import FirmwareFamily, MinerStatus, Mode, Source
 from gateway.devices.parsers.antminer import PARSER
 from gateway.devices.profiles import load_profiles
@@ -302,9 +302,10 @@ async def test_identify_web_only_and_refused_raises_auth_failed() -> None:
             await _driver(rpc_port=_closed_port(), web_port=cgi.port).identify()
 
 
-async def test_control_is_not_implemented_yet_and_touches_nothing() -> None:
+async def test_unsupported_control_touches_nothing() -> None:
+    """Stock firmware has no power target: refused before any request reaches the miner."""
     async with FakeRpcMiner(_rpc(S19PRO_RPC)) as miner:
         driver = _driver(rpc_port=miner.port, web_port=_closed_port())
-        with pytest.raises(Exception, match="sleep is not supported by antminer"):
-            await driver.sleep()
+        with pytest.raises(Unsupported, match="set_power is not supported by antminer"):
+            await driver.set_power(3000)
     assert miner.requests == []
