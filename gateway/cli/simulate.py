@@ -85,6 +85,8 @@ def simulate(
     try:
         asyncio.run(_serve(simulator))
     except OSError as err:
+        if err.filename:
+            fail(f"cannot write {err.filename}: {err.strerror or err}")
         fail(f"cannot listen: {err.strerror or err} (is another simulator running on these addresses?)")
 
 
