@@ -10,17 +10,21 @@ REST authentication (protocols.md §4): `POST /api/v1/auth/login {"username", "p
 "timeout_s"}`, then the bare token in `Authorization` (no "Bearer"). BOS ships `root` with an empty
 password. The token is kept between polls; when the miner rejects it (expired, miner rebooted) we log in
 again once, and a rejected login is `AuthFailed`.
+
+Control goes through REST (braiins_control.py): the power target, reboot and the locate LED exist only
+there; pause/resume fall back to the RPC's `pause`/`resume` on a BOS too old for REST. Every control is
+confirmed from REST reads, which say "paused" (miner_details.status 3) where the RPC only shows 0 H/s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
+from typing import Any, TypeVar
 
-import aiohttp
-
-from gateway.devices.driver import BaseDriver, DriverContext
-from gateway.devices.errors import AuthFailed, DeviceError, ProtocolError, Unreachable
+from gateway.devices.braiins_control import BraiinsControl, RestApiAbsent, service_absent
+from gateway.devices.driver import DriverContext
+from gateway.devices.errors import AuthFailed, DeviceError, ProtocolError
 from gateway.devices.model import FirmwareFamily
 from gateway.devices.parsers.braiins import PARSER
 from gateway.devices.parsers.common import Capture
@@ -45,19 +49,19 @@ REST_PATHS: Mapping[str, str] = {
 REST_READ = tuple(REST_PATHS)
 REST_IDENTITY = ("rest:miner_details",)
 
+T = TypeVar("T")
+
 DEFAULT_USERNAME = "root"
 DEFAULT_PASSWORD = ""
 
 
-class RestApiAbsent(ProtocolError):
-    """HTTP 404 on a REST path: this BOS predates the REST API."""
-
-
-class BraiinsDriver(BaseDriver):
+class BraiinsDriver(BraiinsControl):
     family = FirmwareFamily.BRAIINS
     parser = PARSER
 
-    def __init__(self, ctx: DriverContext) -> None:
+    def __init__(self, ctx: DriverContext, *, prefer_rest: bool = False) -> None:
+        """`prefer_rest` starts with REST instead of the RPC (the driver learns this by itself when the
+        RPC port is refused)."""
         super().__init__(ctx)
         self.web = WebClient(
             ctx.endpoint.host,
@@ -67,20 +71,28 @@ class BraiinsDriver(BaseDriver):
             session=ctx.session,
         )
         self._token: str | None = None
-        self._rest_first = False
+        self._rest_first = prefer_rest
+        self.last_transport: str | None = None  # which transport produced the last reply
+        self.rest_absent = False  # learned from a 404: this BOS has no REST API (no power target)
 
     async def fetch(self) -> Capture:
         return await self._fetch(RPC_READ, REST_READ)
 
     async def fetch_identity(self) -> Capture:
-        return await self._fetch(RPC_IDENTITY, REST_IDENTITY)
+        """The RPC names model and firmware; only REST `miner/details` has the MAC, serial and hostname
+        (discovery wants them), so it is added when REST answers. Its failure costs those fields only."""
+        capture = dict(await self._fetch(RPC_IDENTITY, REST_IDENTITY))
+        if self.last_transport == "rpc" and not self.rest_absent:
+            with suppress(DeviceError):
+                capture.update(await self._rest(REST_IDENTITY))
+        return capture
 
     async def _fetch(self, commands: Sequence[str], rest_keys: Sequence[str]) -> Capture:
         first, second = ("rest", "rpc") if self._rest_first else ("rpc", "rest")
         try:
-            return await self._via(first, commands, rest_keys)
+            capture = await self._via(first, commands, rest_keys)
         except DeviceError as err:
-            if not _service_absent(err):
+            if not service_absent(err):
                 raise
             try:
                 capture = await self._via(second, commands, rest_keys)
@@ -88,27 +100,38 @@ class BraiinsDriver(BaseDriver):
                 raise  # the other transport is there, but our credentials are wrong: a person must know
             except DeviceError as other:
                 raise err from other
-        self._rest_first = second == "rest"
+            self._rest_first = second == "rest"
+            self.last_transport = second
+            return capture
+        self.last_transport = first
         return capture
 
     async def _via(self, transport: str, commands: Sequence[str], rest_keys: Sequence[str]) -> Capture:
         if transport == "rest":
-            return await self._rest(rest_keys)
+            try:
+                return await self._rest(rest_keys)
+            except RestApiAbsent:
+                self.rest_absent = True
+                raise
         return await self.rpc.multi(list(commands))
 
     # --- REST --------------------------------------------------------------------------------------
 
     async def _rest(self, keys: Sequence[str]) -> Capture:
+        return await self.with_token(lambda token: self._rest_gets(keys, token))
+
+    async def with_token(self, call: Callable[[str], Awaitable[T]]) -> T:
+        """Run `call(token)`; when the kept token is refused (it expires after timeout_s, and a reboot
+        forgets it) log in again, once. A refused login is AuthFailed."""
         cached = self._token is not None
         token = self._token or await self._login()
         try:
-            return await self._rest_gets(keys, token)
+            return await call(token)
         except AuthFailed:
             self._token = None
             if not cached:
                 raise
-        # The kept token was refused (it expires after timeout_s, and a reboot forgets it): log in once.
-        return await self._rest_gets(keys, await self._login())
+        return await call(await self._login())
 
     async def _login(self) -> str:
         creds = self.ctx.credentials
@@ -118,6 +141,7 @@ class BraiinsDriver(BaseDriver):
         }
         reply = await self.web.request("POST", LOGIN_PATH, json_body=body)  # 401/403 -> AuthFailed
         if reply.status in (404, 405):
+            self.rest_absent = True
             raise RestApiAbsent(f"{LOGIN_PATH}: HTTP {reply.status}", host=self.host, raw=reply.body)
         if 400 <= reply.status < 500:
             raise AuthFailed(
@@ -143,21 +167,14 @@ class BraiinsDriver(BaseDriver):
         return ok
 
     async def _get(self, path: str, headers: Mapping[str, str]) -> Any:
-        reply = await self.web.request("GET", path, headers=headers)
+        return await self.rest_call("GET", path, headers)
+
+    async def rest_call(self, method: str, path: str, headers: Mapping[str, str], body: Any = None) -> Any:
+        """One authenticated REST request; the decoded reply (None for an empty body)."""
+        reply = await self.web.request(method, path, headers=headers, json_body=body)
         if reply.status == 404:
+            self.rest_absent = True
             raise RestApiAbsent(f"{path}: HTTP 404", host=self.host, raw=reply.body)
         if reply.status >= 400:
             raise ProtocolError(f"{path}: HTTP {reply.status}", host=self.host, raw=reply.body)
-        return decode(reply.body, host=self.host, what=path)
-
-
-def _service_absent(err: DeviceError) -> bool:
-    """The port is closed or the API path does not exist: the miner is up, that service is not."""
-    if isinstance(err, RestApiAbsent):
-        return True
-    if not isinstance(err, Unreachable):
-        return False
-    cause = err.__cause__
-    if isinstance(cause, aiohttp.ClientConnectorError):
-        cause = cause.os_error
-    return isinstance(cause, ConnectionRefusedError)
+        return decode(reply.body, host=self.host, what=path) if reply.body.strip() else None

@@ -40,7 +40,8 @@ def test_totals_use_the_5s_rate_and_the_firmwares_watts() -> None:
     assert sample.expected_ths == pytest.approx(3 * 20.6514)  # DEVS Nominal MHS
     assert sample.expected_ths_source is Source.MEASURED
     assert (sample.power_w, sample.power_source) == (1051.0, Source.MEASURED)  # POWER Watts
-    assert sample.power_limit_w is None  # this build reports no ActualPowerTarget
+    # No ActualPowerTarget in this build: the running profile ("290MHz", 1188 W) is the power target.
+    assert sample.power_limit_w == 1188.0
     assert sample.uptime_s == 3453
     assert (sample.accepted, sample.rejected, sample.hw_errors) == (1483, 1, 0)
     assert sample.errors == ()
@@ -94,6 +95,17 @@ def test_mode_from_the_active_profile() -> None:
     stock = s19kpro()
     stock["config"]["CONFIG"][0]["Profile"] = "default"
     assert PARSER.parse(stock, ctx()).mode is Mode.NORMAL
+
+
+def test_power_limit_is_the_running_profiles_watts_unless_the_firmware_says() -> None:
+    assert PARSER.parse(s19kpro(), ctx()).power_limit_w == 1188.0  # "290MHz"
+    assert PARSER.parse(s19kpro("profiles"), ctx()).power_limit_w is None  # no table, no watts
+    newer = s19kpro()
+    newer["config"]["CONFIG"][0]["ActualPowerTarget"] = 1500  # newer LUXminer builds report it
+    assert PARSER.parse(newer, ctx()).power_limit_w == 1500.0
+    unknown = s19kpro()
+    unknown["config"]["CONFIG"][0]["Profile"] = "custom-profile"
+    assert PARSER.parse(unknown, ctx()).power_limit_w is None
 
 
 def test_curtailed_miner_is_sleeping() -> None:

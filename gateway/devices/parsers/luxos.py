@@ -135,8 +135,7 @@ class LuxosParser:
             expected_ths_source=expected_source,
             power_w=watts,
             power_source=source,
-            # Newer LUXminer builds report the ATM/power target as ActualPowerTarget; older ones none.
-            power_limit_w=cg.positive(config.get("ActualPowerTarget")),
+            power_limit_w=_power_limit(capture, config),
             boards=tuple(sorted(boards, key=lambda b: b.slot)),
             fans_rpm=cg.trim_fans(fans, profile),
             inlet_c=min(inlets) if inlets else None,
@@ -165,15 +164,32 @@ class LuxosParser:
         """From the active profile: its target hashrate against the stock ("default", step 0) profile's,
         or the nameplate rate in `config`. Without `profiles`, the sign of the profile step decides."""
         profiles = section(cg.optional(capture, "profiles"), "PROFILES", "profiles")
-        by_name = {str(p.get("Profile Name")): p for p in profiles}
-        active = by_name.get(str(config.get("Profile")))
-        stock = number(config.get("NameplateTHS")) or number((by_name.get("default") or {}).get("Hashrate"))
+        default = next((p for p in profiles if p.get("Profile Name") == "default"), {})
+        active = active_profile(capture, config)
+        stock = number(config.get("NameplateTHS")) or number(default.get("Hashrate"))
         if active is not None:
             return cg.classify_mode(number(active.get("Hashrate")), stock or profile_stock_ths)
         step = integer(config.get("ProfileStep"))
         if step is None or step == 0:
             return Mode.NORMAL
         return Mode.LOW if step < 0 else Mode.HIGH
+
+
+def active_profile(capture: Capture, config: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The `profiles` entry `config` names as running, if both replies are there."""
+    profiles = section(cg.optional(capture, "profiles"), "PROFILES", "profiles")
+    return next((p for p in profiles if str(p.get("Profile Name")) == str(config.get("Profile"))), None)
+
+
+def _power_limit(capture: Capture, config: Mapping[str, Any]) -> float | None:
+    """The power target: newer LUXminer builds report the ATM/power target as `ActualPowerTarget`;
+    otherwise it is the running profile's `Watts` (a LuxOS profile *is* a power step: the firmware's
+    own table of clock, voltage and the watts it draws there)."""
+    explicit = cg.positive(config.get("ActualPowerTarget"))
+    if explicit is not None:
+        return explicit
+    profile = active_profile(capture, config)
+    return cg.positive(profile.get("Watts")) if profile is not None else None
 
 
 def _chain_stats(reply: Mapping[str, Any] | None) -> dict[int, dict[str, Any]]:
