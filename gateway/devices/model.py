@@ -130,19 +130,28 @@ class Sample:
         return max(temps) if temps else None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (enums become their string values)."""
-        result: dict[str, Any] = _jsonable(dataclasses.asdict(self))
+        """JSON-ready form (enums become their string values).
+
+        Hand-rolled rather than `dataclasses.asdict`, which deep-copies recursively and costs ~100 us
+        per sample: the gateway serialises every live sample of a 10,000-miner site every cycle."""
+        result: dict[str, Any] = _plain(self)
         return result
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, tuple | list):
+        return [_plain(item) for item in obj]
+    names = _FIELDS.get(type(obj))
+    if names is None:
+        if not dataclasses.is_dataclass(obj):
+            return obj
+        names = _FIELDS[type(obj)] = tuple(f.name for f in dataclasses.fields(obj))
+    return {name: _plain(getattr(obj, name)) for name in names}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,185 @@
+"""Site configuration: one `Settings` object, from a TOML file with environment overrides.
+
+    HASHINSIGHT_POLLING__INTERVAL_S=10 hashinsight run --config site.toml
+
+overrides `[polling] interval_s` (section and key joined by a double underscore). Every bad value is
+reported with its dotted key (`polling.interval_s: ...`), and unknown keys are errors, not silently
+ignored: a typo in `site.toml` must not quietly leave a default in force on a live site. Settings
+that would be unsafe on a real site (factory miner passwords) are refused unless `demo = true`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.devices.model import FirmwareFamily
+
+ENV_PREFIX = "HASHINSIGHT_"
+ENV_CONFIG = "HASHINSIGHT_CONFIG"
+# Factory passwords the simulator and out-of-the-box miners use; fine for a demo, not for a site.
+FACTORY_PASSWORDS = {"root", "admin", ""}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used. The message names the file and the key at fault."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteSettings(_Section):
+    id: str = Field(default="site-1", min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str = "HashInsight site"
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. 'America/Chicago')") from None
+        return value
+
+
+class PollingSettings(_Section):
+    interval_s: float = Field(default=30.0, ge=1, le=3600)
+    concurrency: int = Field(default=512, ge=1, le=20_000)
+    deadline_s: float = Field(default=5.0, gt=0, le=120)  # one miner's whole read, all requests
+    spread: float = Field(default=0.5, ge=0, le=0.9)  # fraction of the interval requests are spread over
+    offline_after_failures: int = Field(default=3, ge=1, le=100)
+    backoff_max_s: float = Field(default=300.0, ge=0)
+
+    @model_validator(mode="after")
+    def _cycle_fits(self) -> PollingSettings:
+        if self.interval_s * self.spread + self.deadline_s >= self.interval_s:
+            busy = self.interval_s * self.spread + self.deadline_s
+            raise ValueError(
+                f"a cycle cannot end in time: interval_s x spread + deadline_s = {busy:g} s "
+                f"must be below interval_s ({self.interval_s:g} s)"
+            )
+        return self
+
+
+class StorageSettings(_Section):
+    raw_retention_h: float = Field(default=24.0, gt=0, le=24 * 90)
+
+
+class MeteringSettings(_Section):
+    max_gap_s: int = Field(default=1800, ge=30, le=24 * 3600)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8470, ge=0, le=65535)
+
+
+class MinerCredentials(_Section):
+    username: str | None = None
+    password: str | None = None
+
+
+def _factory_credentials() -> dict[FirmwareFamily, MinerCredentials]:
+    return {
+        FirmwareFamily.ANTMINER: MinerCredentials(username="root", password="root"),
+        FirmwareFamily.WHATSMINER: MinerCredentials(username="admin", password="admin"),
+        FirmwareFamily.AVALON: MinerCredentials(username="root", password="root"),
+        FirmwareFamily.BRAIINS: MinerCredentials(username="root", password="root"),
+        FirmwareFamily.LUXOS: MinerCredentials(username="root", password="root"),
+        FirmwareFamily.VNISH: MinerCredentials(username="admin", password="admin"),
+    }
+
+
+class Settings(_Section):
+    demo: bool = False
+    data_dir: Path | None = None
+    site: SiteSettings = SiteSettings()
+    polling: PollingSettings = PollingSettings()
+    storage: StorageSettings = StorageSettings()
+    metering: MeteringSettings = MeteringSettings()
+    api: ApiSettings = ApiSettings()
+    credentials: dict[FirmwareFamily, MinerCredentials] = Field(default_factory=_factory_credentials)
+
+    @model_validator(mode="after")
+    def _no_factory_passwords_on_a_site(self) -> Settings:
+        if self.demo:
+            return self
+        for family, creds in self.credentials.items():
+            if creds.password in FACTORY_PASSWORDS:
+                raise ValueError(
+                    f"credentials.{family.value}.password is a factory default; set the site's real "
+                    f"password (env {ENV_PREFIX}CREDENTIALS__{family.value.upper()}__PASSWORD) or demo = true"
+                )
+        return self
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """HASHINSIGHT_A__B=v -> {"a": {"b": "v"}}. Values stay strings; pydantic converts them."""
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    path: Path | None = None, environ: dict[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Settings from `path` (TOML), then HASHINSIGHT_* environment overrides, then `overrides`."""
+    environ = dict(os.environ) if environ is None else environ
+    source = str(path) if path else "defaults"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file") from None
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from err
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    raw = _merge(_merge(raw, _env_overrides(environ)), overrides)
+    if "credentials" in raw:
+        raw["credentials"] = _merge(
+            {f.value: c.model_dump() for f, c in _factory_credentials().items()}, raw["credentials"]
+        )
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{key}: {message}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from err
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The effective settings, passwords masked, for `hashinsight config check`."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    for creds in data.get("credentials", {}).values():
+        if creds.get("password") is not None:
+            creds["password"] = "***"
+    return data
