@@ -193,13 +193,13 @@ class TelemetryStore:
             cursor.close()
 
     def recent_samples(self, since_ts: int) -> list[tuple[str, int, float | None, bool | None, str]]:
-        """(miner_id, ts, power_w, power_estimated, status) since `since_ts`, in time order: what the
+        """(miner_id, ts, power_w, power_estimated, status) since `since_ts`, in arrival order: what the
         meter needs to rebuild its open intervals after a restart."""
         cursor = self._conn.cursor()
         try:
             rows = cursor.execute(
                 "SELECT miner_id, ts, power_w, power_estimated, status FROM samples_raw "
-                "WHERE ts >= ? ORDER BY miner_id, ts",
+                "WHERE ts >= ? ORDER BY miner_id, rowid",  # arrival order, as the live meter saw them
                 [since_ts],
             ).fetchall()
         finally:
