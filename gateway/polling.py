@@ -187,22 +187,42 @@ class PollCoordinator:
                 state.last_good_ts = sample.ts
             samples.append(sample)
 
-        await asyncio.gather(*(poll_one(i, mid) for i, mid in enumerate(ids)))
-        stats = CycleStats(
-            started_at=started_wall,
-            duration_s=self.clock.monotonic() - started_mono,
-            lateness_s=lateness_s,
-            polled=len(ids),
-            succeeded=outcome["succeeded"],
-            failed=outcome["failed"],
-            backed_off=outcome["backed_off"],
-            errors_by_kind=dict(kinds),
-        )
+        tasks = [asyncio.create_task(poll_one(i, mid)) for i, mid in enumerate(ids)]
+        try:
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            # Shutting down mid-cycle: keep what was read (SIGTERM flushes the last batch).
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.sink(samples, self._stats(started_wall, started_mono, lateness_s, len(ids), outcome, kinds))
+            raise
+        stats = self._stats(started_wall, started_mono, lateness_s, len(ids), outcome, kinds)
         self.totals.cycles += 1
         self.totals.errors_by_kind.update(kinds)
         self.totals.last = stats
         self.sink(samples, stats)
         return stats
+
+    def _stats(
+        self,
+        started_wall: float,
+        started_mono: float,
+        lateness_s: float,
+        polled: int,
+        outcome: Counter[str],
+        kinds: Counter[str],
+    ) -> CycleStats:
+        return CycleStats(
+            started_at=started_wall,
+            duration_s=self.clock.monotonic() - started_mono,
+            lateness_s=lateness_s,
+            polled=polled,
+            succeeded=outcome["succeeded"],
+            failed=outcome["failed"],
+            backed_off=outcome["backed_off"],
+            errors_by_kind=dict(kinds),
+        )
 
     def _record_failure(
         self, state: MinerPollState, err: BaseException, kind: str, out: list[Sample]

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from gateway.cli.devices import devices_app, profiles_app
+from gateway.cli.gateway_cmds import config_app, demo_command, inventory_app, run_command, status_command
 from gateway.cli.scan import scan_command
 from gateway.cli.simulate import simulate_app
 
@@ -17,6 +18,11 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="markdown",
 )
+app.command("demo")(demo_command)
+app.command("run")(run_command)
+app.command("status")(status_command)
+app.add_typer(config_app, name="config")
+app.add_typer(inventory_app, name="inventory")
 app.add_typer(devices_app, name="devices")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(simulate_app, name="simulate")

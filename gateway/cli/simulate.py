@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import resource
 import signal
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ import typer
 
 from gateway.cli.common import fail
 from gateway.devices.profiles import ProfileError, load_profiles
+from gateway.oslimits import raise_open_files_limit
 from gateway.simulator.faults import FaultKind
 from gateway.simulator.fleet import DEFAULT_MIX, MixError
 from gateway.simulator.run import DEFAULT_CONTROL_PORT, Simulator, SimulatorConfig
@@ -22,14 +22,6 @@ from gateway.simulator.run import DEFAULT_CONTROL_PORT, Simulator, SimulatorConf
 simulate_app = typer.Typer(invoke_without_command=True)
 DEFAULT_CONTROL_URL = f"http://127.0.0.1:{DEFAULT_CONTROL_PORT}"
 ControlOption = Annotated[str, typer.Option("--control", help="URL of the simulator's control API.")]
-
-
-def raise_open_files_limit() -> tuple[int, int]:
-    """Each miner holds two or three listening sockets: raise the soft limit to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 @simulate_app.callback()
@@ -66,7 +58,7 @@ def simulate(
     if ctx.invoked_subcommand is not None:
         return
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    soft, _ = raise_open_files_limit()
+    _, soft, _ = raise_open_files_limit()  # each miner holds two or three listening sockets
     if soft < miners * 3 + 64:
         fail(f"{miners} miners need about {miners * 3} open files; this process may open {soft}", 2)
     try:

@@ -64,7 +64,8 @@ class DriverContext:
 
 @runtime_checkable
 class MinerDriver(Protocol):
-    family: FirmwareFamily
+    @property
+    def family(self) -> FirmwareFamily: ...
 
     @property
     def capabilities(self) -> Capabilities: ...

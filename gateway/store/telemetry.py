@@ -40,13 +40,20 @@ QUEUE_BATCHES = 16  # at 30 s per cycle, eight minutes of writes can wait before
 class EnergyRow(Protocol):
     """What the meter emits (gateway.metering.IntervalEnergy satisfies it)."""
 
-    miner_id: str
-    interval_start: int
-    joules: int
-    covered_s: int
-    uncovered_s: int
-    estimated_s: int
-    peak_w: float | None
+    @property
+    def miner_id(self) -> str: ...
+    @property
+    def interval_start(self) -> int: ...
+    @property
+    def joules(self) -> int: ...
+    @property
+    def covered_s(self) -> int: ...
+    @property
+    def uncovered_s(self) -> int: ...
+    @property
+    def estimated_s(self) -> int: ...
+    @property
+    def peak_w(self) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
