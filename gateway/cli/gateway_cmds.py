@@ -181,7 +181,10 @@ def inventory_import(
 
 def demo_command(
     miners: Annotated[int, typer.Option(min=1, max=2000, help="Simulated miners.")] = 120,
-    data: DataDirOption = None,
+    # Deliberately not HASHINSIGHT_DATA_DIR: a demo must never write into a real gateway's state.
+    data: Annotated[
+        Path | None, typer.Option("--data-dir", help="Keep the demo's databases here (default: a temp dir).")
+    ] = None,
     duration: Annotated[
         float | None,
         typer.Option(min=1, help="Stop by itself after this many seconds (default: until Ctrl-C)."),
