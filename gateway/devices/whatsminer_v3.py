@@ -8,8 +8,10 @@ failure translated into the error tree with the bytes received kept for the tech
 
 This module only moves bytes and decodes JSON; what a reply's `code` means is the parser's business
 (parsers.whatsminer_common.check_v3), so the raw reply still reaches the capture when the miner refuses.
-Privileged `set.*` commands (ts + account + token = base64(sha256(cmd + password + salt + ts))[:8], AES
-for some params) are a later step: they will be a method on `V3Client` beside `request`.
+Privileged `set.*` commands go through `V3Client.write`: ts + account + token, the token being
+base64(sha256(cmd + password + salt + ts))[:8] with the salt from `get.device.info` (whatsminer_auth).
+The commands we send carry no secret parameter, so none is AES-encrypted (the doc encrypts only the
+params of a few commands such as pool and password changes).
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.devices.errors import ProtocolError, Unreachable
+from gateway.devices.parsers.whatsminer_common import check_v3
 from gateway.devices.rpc import RpcLimits, decode
+from gateway.devices.whatsminer_auth import v3_token
 
 DEFAULT_V3_PORT = 4433
+V3_ACCOUNT = "super"  # the API's administrator account (others: user1..user3, read-mostly)
 _LENGTH = struct.Struct("<I")
 _READ_CHUNK = 65536
 
@@ -120,3 +125,30 @@ class V3Client:
                     {"cmd": "get.miner.status", "param": name}
                 )
         return captured
+
+    async def salt(self) -> str:
+        """The miner's token salt (`get.device.info` with param "salt")."""
+        msg = check_v3(
+            await self.request({"cmd": "get.device.info", "param": "salt"}), "get.device.info salt"
+        )
+        salt = msg.get("salt")
+        if not isinstance(salt, str) or not salt:
+            raise ProtocolError("get.device.info salt: reply has no 'salt'", host=self.host)
+        return salt
+
+    async def write(
+        self, command: str, param: Any = None, *, password: str, ts: int, account: str = V3_ACCOUNT
+    ) -> Any:
+        """A signed `set.*` command; returns the decoded reply as is (check it with check_v3_write).
+        The salt is fetched for every write: it is one short exchange, and a cached one would go stale
+        when the miner is reset."""
+        salt = await self.salt()
+        body: dict[str, Any] = {
+            "cmd": command,
+            "ts": ts,
+            "account": account,
+            "token": v3_token(command, password, salt, ts),
+        }
+        if param is not None:
+            body["param"] = param
+        return await self.request(body)

@@ -219,6 +219,8 @@ def test_mm_error_codes_become_sample_errors() -> None:
     [
         ("1246", "A1246"),
         ("AvalonMiner 1246", "A1246"),
+        ("AvalonMiner 1246-83", "A1246"),  # version PROD with the hashrate bin
+        ("1246-83", "A1246"),  # version MODEL
         ("A1246", "A1246"),
         ("1166pro", "A1166Pro"),
         ("Q", "Avalon Q"),

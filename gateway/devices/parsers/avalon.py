@@ -92,11 +92,12 @@ class _Readings:
 
 
 def normalize_model(name: str | None) -> str | None:
-    """'1246' / 'AvalonMiner 1246' -> 'A1246'; 'Q' / 'Avalon Q' -> 'Avalon Q'; '1166pro' -> 'A1166Pro'."""
+    """'1246' / 'AvalonMiner 1246' -> 'A1246'; 'Q' / 'Avalon Q' -> 'Avalon Q'; '1166pro' -> 'A1166Pro'.
+    The hashrate-bin suffix of version PROD/MODEL ('AvalonMiner 1246-83', '1246-83') is dropped."""
     if not name or not name.strip():
         return None
     token = re.sub(r"^avalon\s*(miner)?\s*", "", name.strip(), flags=re.IGNORECASE).strip()
-    digits = re.fullmatch(r"[Aa]?(\d{3,4})([A-Za-z]*)", token)
+    digits = re.fullmatch(r"[Aa]?(\d{3,4})([A-Za-z]*)(?:-\d+)?", token)
     if digits:
         return f"A{digits.group(1)}{digits.group(2).capitalize()}"
     return f"Avalon {token}" if token else None
@@ -254,7 +255,7 @@ def _identity(readings: _Readings, ctx: ParseContext) -> MinerIdentity:
         firmware=FirmwareFamily.AVALON,
         firmware_version=_text(version.get("LVERSION")) or mm.get("LVer") or mm_firmware,
         api_version=_text(version.get("API")),
-        mac=_text(version.get("MAC")),
+        mac=_mac(_text(version.get("MAC"))),
         # The API exposes no printed serial; DNA is the controller's unique chip ID. Contributors mask
         # it in public captures ("<DELETED>"), so anything that is not hex is not an identifier.
         serial=dna if re.fullmatch(r"[0-9a-fA-F]{8,}", dna) else None,
@@ -382,6 +383,13 @@ def _first_rate(*rates: float | None) -> float | None:
 
 def _first_int(*candidates: Any) -> int | None:
     return next((value for value in map(integer, candidates) if value is not None), None)
+
+
+def _mac(value: str | None) -> str | None:
+    """The A-series prints the MAC as 12 bare hex digits ("b4a2eb000001"); give it the usual form."""
+    if value and re.fullmatch(r"[0-9A-Fa-f]{12}", value):
+        return ":".join(value[i : i + 2] for i in range(0, 12, 2)).upper()
+    return value
 
 
 def _text(value: Any) -> str | None:

@@ -1,6 +1,6 @@
 """Avalon control replies: what `ascset|0,<option>,...` answers mean (Canaan cgminer 4.11.1).
 
-Pure functions over decoded replies, so the control methods (a later step) and their tests share one
+Pure functions over decoded replies, so the control methods (AvalonDriver) and their tests share one
 reading of the firmware's three reply shapes. Captures: tests/fixtures/devices/avalon/avalon_q_ascset_*.
 """
 

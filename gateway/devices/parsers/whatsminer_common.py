@@ -70,6 +70,19 @@ def check_v3(reply: Any, command: str) -> Mapping[str, Any]:
     return msg
 
 
+def check_v3_write(reply: Any, command: str) -> None:
+    """A `set.*` reply: `{"code": 0, "msg": "ok", ...}` on success (msg is a word, not an object);
+    the error-tree class for any other code (-4 "no permission" is a wrong token/password)."""
+    if not isinstance(reply, Mapping):
+        raise ProtocolError(f"{command}: expected a JSON object, got {type(reply).__name__}")
+    code = integer(reply.get("code"))
+    if code is None:
+        raise ProtocolError(f"{command}: reply has no 'code'")
+    if code != 0:
+        error = _V3_ERRORS.get(code, ProtocolError)
+        raise error(f"{command}: whatsminer API v3 error {code}: {reply.get('msg')}")
+
+
 def text(value: Any) -> str | None:
     """A stripped string, None when empty. btminer quotes some values: "'20210322.22.REL'"."""
     if value is None:

@@ -125,6 +125,7 @@ def parse(capture: Capture, ctx: ParseContext) -> Sample:
             [integer(summary.get("fan-speed-in")), integer(summary.get("fan-speed-out"))], profile
         ),
         inlet_c=temperature(summary.get("environment-temperature")),
+        last_share_ts=active_pool.last_share_ts if active_pool else None,
         pool_url=active_pool.url if active_pool else None,
         pools=pools,
         uptime_s=integer(summary.get("elapsed")),
@@ -232,6 +233,7 @@ def _pools(capture: Capture) -> tuple[PoolReading, ...]:
                     active=is_true(entry.get("stratum-active")),
                     accepted=integer(entry.get("accepted")),
                     rejected=integer(entry.get("rejected")),
+                    last_share_ts=integer(entry.get("last-share-time")) or None,
                 )
             )
     return tuple(pools)
