@@ -39,8 +39,12 @@ def corrupt(reply: bytes) -> bytes:
     return reply[: max(1, len(reply) // 2)] + b'}{"STATUS":,'
 
 
-async def _transport_fault(miner: SimMiner, writer: asyncio.StreamWriter, reply: bytes) -> bytes | None:
-    """Apply transport faults; return the bytes to send, or None when the fault already answered."""
+async def _transport_fault(
+    miner: SimMiner, writer: asyncio.StreamWriter, reply: bytes, *, frame: bytes = b""
+) -> bytes | None:
+    """Apply transport faults; return the bytes to send, or None when the fault already answered.
+    `frame` is the protocol's header (v3's length prefix): a reset cuts the framed reply, as a real
+    connection drop would, rather than sending a fragment without its header."""
     if miner.rpc_down():
         writer.transport.abort()
         return None
@@ -50,7 +54,7 @@ async def _transport_fault(miner: SimMiner, writer: asyncio.StreamWriter, reply:
     if miner.has(FaultKind.SLOW):
         await asyncio.sleep(float(miner.faults[FaultKind.SLOW].params["delay_s"]))
     if miner.has(FaultKind.RESET):
-        writer.write(reply[: max(1, len(reply) // 3)])
+        writer.write(frame + reply[: max(1, len(reply) // 3)])
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         sock = writer.get_extra_info("socket")
@@ -229,7 +233,7 @@ class FleetServers:
                 except ValueError:
                     request = {"__invalid_json__": True}
                 reply = frontend.v3(miner, request if isinstance(request, dict) else {})
-                out = await _transport_fault(miner, writer, reply)
+                out = await _transport_fault(miner, writer, reply, frame=struct.pack("<I", len(reply)))
                 if out is None:
                     return
                 writer.write(struct.pack("<I", len(out)) + out)
