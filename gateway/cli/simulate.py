@@ -144,6 +144,24 @@ def fault(
     typer.echo(json.dumps(result["faults"]))
 
 
+@simulate_app.command("quirk")
+def quirk(
+    ip: Annotated[str, typer.Argument(help="The miner's address.")],
+    settings: Annotated[
+        list[str],
+        typer.Argument(
+            help="NAME=true|false: concatenated_objects (S9 '}{'), numbers_as_strings, "
+            "ignores_mode_write (M000 OK but nothing changes), no_nul."
+        ),
+    ],
+    control: ControlOption = DEFAULT_CONTROL_URL,
+) -> None:
+    """Switch real-firmware quirks on or off for one simulated miner."""
+    body = _parse_params(settings)
+    result = asyncio.run(_call("POST", f"{control}/miners/{ip}/quirks", body))
+    typer.echo(json.dumps(result["quirks"]))
+
+
 @simulate_app.command("clear")
 def clear(
     ip: Annotated[str, typer.Argument(help="The miner's address.")],

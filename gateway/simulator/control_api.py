@@ -7,6 +7,7 @@ thin client of it.
     POST   /miners/{ip}/faults          {"kind": "overheat", "extra_c": 35}   inject or update
     DELETE /miners/{ip}/faults          clear all faults
     DELETE /miners/{ip}/faults/{kind}   clear one
+    POST   /miners/{ip}/quirks          {"concatenated_objects": true, ...}   switch firmware quirks
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def describe(miner: SimMiner) -> dict[str, Any]:
         "mac": miner.identity.mac,
         "serial": miner.identity.serial,
         "faults": [fault.to_dict() for fault in miner.faults.values()],
+        "quirks": dataclasses.asdict(miner.quirks),
     }
 
 
@@ -93,6 +95,25 @@ async def clear_faults(request: web.Request) -> web.Response:
     return web.json_response(describe(miner))
 
 
+async def set_quirks(request: web.Request) -> web.Response:
+    miner = _miner(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text='body must be JSON: {"quirk_name": true, ...}\n') from None
+    known = {f.name for f in dataclasses.fields(miner.quirks)}
+    if not isinstance(body, dict) or not body:
+        raise web.HTTPBadRequest(text=f"body must be a JSON object of quirks: {', '.join(sorted(known))}\n")
+    for name, value in body.items():
+        if name not in known:
+            raise web.HTTPBadRequest(text=f"unknown quirk {name!r}; known: {', '.join(sorted(known))}\n")
+        if not isinstance(value, bool):
+            raise web.HTTPBadRequest(text=f"quirk {name} must be true or false\n")
+    for name, value in body.items():
+        setattr(miner.quirks, name, value)
+    return web.json_response(describe(miner))
+
+
 def control_app(servers: FleetServers) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[SERVERS_KEY] = servers
@@ -101,4 +122,5 @@ def control_app(servers: FleetServers) -> web.Application:
     app.router.add_post("/miners/{ip}/faults", inject_fault)
     app.router.add_delete("/miners/{ip}/faults", clear_faults)
     app.router.add_delete("/miners/{ip}/faults/{kind}", clear_faults)
+    app.router.add_post("/miners/{ip}/quirks", set_quirks)
     return app

@@ -223,3 +223,25 @@ async def test_simulator_limits_reads_to_its_own_deadline(sim: Simulator) -> Non
     with pytest.raises(Unreachable):
         await driver.read()
     assert loop.time() - started < 5  # RPC then web, each with its 0.5 s deadline
+
+
+async def test_quirks_switch_at_run_time_and_the_backend_copes(
+    sim: Simulator, http: aiohttp.ClientSession, driver_for: Callable[..., BaseDriver]
+) -> None:
+    """S9-style `}{` and numbers-as-strings, switched on over the control API: the raw reply is
+    invalid JSON exactly as the real firmware's, and our backend still reads the same values."""
+    from gateway.devices.rpc import exchange
+
+    miner = sim.miners[1]
+    async with http.post(
+        f"{sim.control_url}/miners/{miner.ip}/quirks",
+        json={"concatenated_objects": True, "numbers_as_strings": True},
+    ) as response:
+        assert response.status == 200
+        assert (await response.json())["quirks"]["concatenated_objects"] is True
+    raw = await exchange(miner.ip, 4028, b'{"command":"stats"}', limits=RpcLimits())
+    assert b'"}{"STATS"' in raw and b'"GHS 5s": "' in raw
+    sample = await driver_for(miner).read()
+    assert sample.hashrate_ths == pytest.approx(miner.snapshot().hashrate_ths, rel=1e-3)
+    async with http.post(f"{sim.control_url}/miners/{miner.ip}/quirks", json={"gremlins": True}) as response:
+        assert response.status == 400
