@@ -1,0 +1,1 @@
+"""Alert lifecycle (SQLite) and notifications."""

@@ -1,0 +1,1 @@
+"""Health rules: baselines (numpy), the catalog (rules as data) and one pure engine."""
