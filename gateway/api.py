@@ -9,11 +9,13 @@ queries run on a DuckDB cursor in a worker thread so a long query never blocks p
     GET /api/fleet                            {"site": ..., "totals": ..., "miners": [...]}
     GET /api/miners/{id}                      the latest sample, availability and last error
     GET /api/miners/{id}/history?tier=raw|5m|daily|energy&from=EPOCH&to=EPOCH
+    GET /api/alerts, POST /api/alerts/{id}/ack ...  alert list and human actions (see api_alerts.py)
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from gateway.alerts.lifecycle import AlertLifecycle
+from gateway.api_alerts import add_alert_routes
 from gateway.devices.model import Sample
 from gateway.polling import Availability, PollCoordinator
 from gateway.store.state import InventoryRow
@@ -54,6 +58,8 @@ class GatewayView(Protocol):
     def store(self) -> TelemetryStore: ...
     @property
     def inventory(self) -> Mapping[str, InventoryRow]: ...
+    @property
+    def alerts(self) -> AlertLifecycle: ...
 
     def db_sizes(self) -> Mapping[str, int]: ...
 
@@ -145,7 +151,8 @@ def _miner_row(request: web.Request) -> InventoryRow:
     row = view.inventory.get(miner_id)
     if row is None:
         raise web.HTTPNotFound(
-            text=f'{{"error": "no miner {miner_id!r} in the inventory"}}', content_type="application/json"
+            text=json.dumps({"error": f"no miner {miner_id!r} in the inventory"}),
+            content_type="application/json",
         )
     return row
 
@@ -164,7 +171,7 @@ async def _miner(request: web.Request) -> web.Response:
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=f'{{"error": "{message}"}}', content_type="application/json")
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
 
 
 async def _history(request: web.Request) -> web.Response:
@@ -196,8 +203,6 @@ async def _history(request: web.Request) -> web.Response:
 
 
 def _dumps(value: Any) -> str:
-    import json
-
     return json.dumps(value, default=str)
 
 
@@ -280,6 +285,7 @@ def build_app(view: GatewayView) -> web.Application:
     app.router.add_get("/api/fleet", _fleet)
     app.router.add_get("/api/miners/{id}", _miner)
     app.router.add_get("/api/miners/{id}/history", _history)
+    add_alert_routes(app, view.alerts)
     return app
 
 

@@ -18,7 +18,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.alerts.notify_config import NotificationSettings, inline_secrets
 from gateway.devices.model import FirmwareFamily
+from gateway.rules.settings import RulesSection
 
 ENV_PREFIX = "HASHINSIGHT_"
 ENV_CONFIG = "HASHINSIGHT_CONFIG"
@@ -106,6 +108,8 @@ class Settings(_Section):
     metering: MeteringSettings = MeteringSettings()
     api: ApiSettings = ApiSettings()
     credentials: dict[FirmwareFamily, MinerCredentials] = Field(default_factory=_factory_credentials)
+    notifications: NotificationSettings = NotificationSettings()
+    rules: RulesSection = Field(default_factory=RulesSection)  # [rules]: overrides, pool allow-list
 
     @model_validator(mode="after")
     def _no_factory_passwords_on_a_site(self) -> Settings:
@@ -160,6 +164,10 @@ def load_settings(
             raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from err
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path}: not valid TOML: {err}") from err
+        # Notification secrets reach places a miner password does not (a receiver, a bot): keep them
+        # out of a file that gets copied around and committed (ARCHITECTURE §8).
+        if inline := inline_secrets(raw):
+            raise ConfigError(f"{path}: secrets must not be written in the file: " + "; ".join(inline))
     raw = _merge(_merge(raw, _env_overrides(environ)), overrides)
     if "credentials" in raw:
         raw["credentials"] = _merge(

@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from gateway.alerts.lifecycle import AlertLifecycle
 from gateway.api import ApiConfig, start_api
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
@@ -75,6 +76,7 @@ class Gateway:
         log.info("open-files limit: soft %d -> %d (hard %d)", before, after, hard)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._state = open_state(self.data_dir / "state.db")
+        self.alerts = AlertLifecycle(self._state)  # rule policies and the notifier: wired with those
         retention_s = int(self.settings.storage.raw_retention_h * 3600)
         self.store = TelemetryStore(self.data_dir / "telemetry.duckdb", raw_retention_s=retention_s)
         self.meter = self._restore_meter()

@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from gateway.cli.alerts import alerts_app
 from gateway.cli.devices import devices_app, profiles_app
 from gateway.cli.gateway_cmds import config_app, demo_command, inventory_app, run_command, status_command
 from gateway.cli.scan import scan_command
@@ -26,6 +27,7 @@ app.add_typer(inventory_app, name="inventory")
 app.add_typer(devices_app, name="devices")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(alerts_app, name="alerts")
 app.command("scan")(scan_command)
 
 

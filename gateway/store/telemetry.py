@@ -85,6 +85,8 @@ class TelemetryStore:
         self.stats = WriterStats()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = duckdb.connect(str(path))
+        # Days in the daily tier are UTC days; DuckDB would otherwise cast to DATE in the box's zone.
+        self._conn.execute("SET TimeZone = 'UTC'")
         self._conn.execute(SCHEMA)
         self._queue: queue.Queue[WriteBatch | _Job | None] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._thread = threading.Thread(target=self._writer, name="telemetry-writer", daemon=True)
@@ -161,6 +163,7 @@ class TelemetryStore:
             if samples:
                 conn.execute(f"INSERT INTO samples_raw SELECT {', '.join(RAW_COLUMNS)} FROM raw")
                 # Keep the last good reading time across offline samples (for `stale` after a restart).
+                # One live row per miner: the batch's latest sample (a batch may hold several).
                 conn.execute(
                     f"""
                     CREATE OR REPLACE TEMP TABLE live_prev AS SELECT miner_id, last_good_ts
@@ -168,8 +171,11 @@ class TelemetryStore:
                     DELETE FROM miner_live WHERE miner_id IN (SELECT miner_id FROM raw);
                     INSERT INTO miner_live
                     SELECT {", ".join("r." + c for c in RAW_COLUMNS)},
-                           COALESCE(r.good_ts::BIGINT, p.last_good_ts)
-                    FROM raw AS r LEFT JOIN live_prev AS p USING (miner_id);
+                           COALESCE(r.batch_good_ts, p.last_good_ts)
+                    FROM (
+                        SELECT *, max(good_ts::BIGINT) OVER (PARTITION BY miner_id) AS batch_good_ts
+                        FROM raw QUALIFY row_number() OVER (PARTITION BY miner_id ORDER BY ts DESC) = 1
+                    ) AS r LEFT JOIN live_prev AS p USING (miner_id);
                     """
                 )
             if batch.energy:
