@@ -82,7 +82,11 @@ def miner_summary(row: InventoryRow, sample: Sample | None, availability: Availa
         "firmware": row.family,
         "customer_id": row.customer_id,
         "availability": availability.value,
-        "status": sample.status.value if sample else None,
+        # An offline miner is reported offline, not with the status of its last good reading (which
+        # stays visible under `sample` in the per-miner view).
+        "status": "offline"
+        if availability is Availability.OFFLINE
+        else (sample.status.value if sample else None),
         "mode": sample.mode.value if sample and sample.mode else None,
         "ts": sample.ts if sample else None,
         "hashrate_ths": sample.hashrate_ths if sample else None,
@@ -274,7 +278,10 @@ def metrics_text(view: GatewayView, now: float) -> str:
 
 async def _metrics(request: web.Request) -> web.Response:
     text = metrics_text(request.app[VIEW_KEY], time.time())
-    return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"X-Format": "0.0.4"})
+    # The Prometheus text exposition format is identified by its version parameter.
+    return web.Response(
+        body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )
 
 
 def build_app(view: GatewayView) -> web.Application:

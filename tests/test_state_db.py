@@ -160,10 +160,22 @@ def test_upsert_is_all_or_nothing(tmp_path: Path) -> None:
         upsert_miners(conn, [InventoryRow(id="a", ip="10.0.0.1", family="antminer")], now=1)
         batch = [
             InventoryRow(id="b", ip="10.0.0.2", family="antminer"),
-            InventoryRow(id="a", ip="10.0.0.3", family="antminer"),  # id taken by another address
+            InventoryRow(id="c", ip="10.0.0.3", family=None),  # type: ignore[arg-type]  # NOT NULL violated
         ]
         with pytest.raises(sqlite3.IntegrityError):
             upsert_miners(conn, batch, now=2)
         assert [row.ip for row in list_miners(conn)] == ["10.0.0.1"]
     finally:
         conn.close()
+
+
+def test_a_miner_that_moved_address_keeps_its_id_and_assignments(tmp_path: Path) -> None:
+    """DHCP moved a known miner (same MAC-based id) to an address another row held."""
+    conn = open_state(tmp_path / "state.db")
+    upsert_miners(conn, [InventoryRow(id="aa:01", ip="10.0.0.1", family="antminer"),
+                         InventoryRow(id="bb:02", ip="10.0.0.2", family="antminer")], now=1)  # fmt: skip
+    conn.execute("UPDATE miners SET customer_id = 'acme' WHERE id = 'aa:01'")
+    upsert_miners(conn, [InventoryRow(id="aa:01", ip="10.0.0.2", family="antminer")], now=2)
+    rows = {r.id: r for r in list_miners(conn)}
+    assert set(rows) == {"aa:01"}
+    assert (rows["aa:01"].ip, rows["aa:01"].customer_id) == ("10.0.0.2", "acme")

@@ -123,13 +123,19 @@ def upsert_miners(conn: sqlite3.Connection, rows: Iterable[InventoryRow], now: i
     """Insert or update miners by address, in one transaction. Returns the number written.
 
     A miner re-registered at the same address keeps its id (so its history stays joined); customer
-    and rack assignments made by people are never overwritten by a scan.
+    and rack assignments made by people are never overwritten by a scan. A known miner found at a
+    new address (a DHCP lease moved) keeps its id and assignments and takes the address; whatever was
+    registered at that address before is dropped from the inventory, since it is no longer there.
     """
     written = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
         for row in rows:
             values: Mapping[str, Any] = {name: getattr(row, name) for name in _COLUMNS}
+            moved = conn.execute("SELECT 1 FROM miners WHERE id = ? AND ip != ?", (row.id, row.ip)).fetchone()
+            if moved:
+                conn.execute("DELETE FROM miners WHERE ip = ? AND id != ?", (row.ip, row.id))
+                conn.execute("UPDATE miners SET ip = ? WHERE id = ?", (row.ip, row.id))
             conn.execute(
                 f"""
                 INSERT INTO miners ({", ".join(_COLUMNS)}, created_at, updated_at)
