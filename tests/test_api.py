@@ -178,10 +178,10 @@ async def test_fleet_lists_every_miner_with_its_availability(site: Site) -> None
     by_id = {m["id"]: m for m in fleet["miners"]}
     assert set(by_id) == {site.offline_id, *site.healthy_ids}
     down = by_id[site.offline_id]
-    # Never read: no reading to show. (`status` and the figures are those of the last reading.)
+    # Never read: no reading to show; its status says offline (figures are those of the last reading).
     assert (down["availability"], down["status"], down["ts"], down["hashrate_ths"]) == (
         "offline",
-        None,
+        "offline",
         None,
         None,
     )
