@@ -63,6 +63,10 @@ class GatewayView(Protocol):
 
     def db_sizes(self) -> Mapping[str, int]: ...
 
+    def extra_metrics(self) -> str:
+        """Prometheus lines of other services (rules, alerts, notifier)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
@@ -273,7 +277,7 @@ def metrics_text(view: GatewayView, now: float) -> str:
         "Size of the gateway's databases on disk.",
         [(f'{{db="{k}"}}', v) for k, v in view.db_sizes().items()],
     )
-    return "\n".join(lines) + "\n"  # fmt: skip
+    return "\n".join(lines) + "\n" + view.extra_metrics()  # fmt: skip
 
 
 async def _metrics(request: web.Request) -> web.Response:

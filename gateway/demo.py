@@ -40,6 +40,7 @@ from gateway.store.state import InventoryRow, open_state, upsert_miners
 log = logging.getLogger(__name__)
 
 CUSTOMERS = ("acme-hosting", "northwind-mining", "solaris-capital")
+DEMO_POOLS = ("stratum+tcp://pool.hashinsight.test:3333", "stratum+tcp://backup.hashinsight.test:3333")
 # (miner index, fault, params): one of each kind a technician must notice in the first minutes.
 DEMO_FAULTS: tuple[tuple[int, str, dict[str, Any]], ...] = (
     (3, "overheat", {"extra_c": 28.0}),
@@ -117,6 +118,9 @@ async def run_demo(options: DemoOptions, profiles: ProfileCatalog, console: Cons
         site={"id": "demo-site", "name": "HashInsight demo site"},
         polling={"interval_s": options.interval_s, "deadline_s": min(5.0, options.interval_s / 3)},
         api={"port": free_port_or_any(options.api_port)},
+        # The simulated site's own pools; a miner pointed elsewhere is an alert. Shares are judged
+        # stale sooner than on a real site so the demo shows it within a minute or two.
+        rules={"allowed_pools": list(DEMO_POOLS), "shares_stale": {"stale_after_s": 60}},
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -152,43 +156,36 @@ async def run_demo(options: DemoOptions, profiles: ProfileCatalog, console: Cons
 async def _display(gateway: Gateway, stop: asyncio.Event, console: Console, duration_s: float | None) -> None:
     deadline = None if duration_s is None else time.monotonic() + duration_s
     seen_cycles = 0
+    announced: set[int] = set()
     live = Live(console=console, refresh_per_second=2, transient=False) if console.is_terminal else None
     with live if live is not None else contextlib.nullcontext():
         while not stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 return
-            view = fleet(gateway, time.time())
+            now = time.time()
+            view = fleet(gateway, now)
+            alerts = [a.to_dict(int(now)) for a in gateway.alerts.list_alerts(now=int(now))]
             cycles = gateway.poller.totals.cycles
             if live is not None:
-                live.update(_render(view, gateway))
+                live.update(_render(view, alerts, gateway))
             elif cycles != seen_cycles:
-                console.print(_plain_line(view, cycles), highlight=False, soft_wrap=True)
+                console.print(_plain_line(view, cycles, alerts), highlight=False, soft_wrap=True)
+                for alert in alerts:
+                    if alert["id"] not in announced:
+                        announced.add(alert["id"])
+                        console.print(f"  alert {_alert_line(alert, view)}", highlight=False, soft_wrap=True)
             seen_cycles = cycles
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
 
 
-def _attention(view: dict[str, Any]) -> list[tuple[str, str]]:
-    """Miners a technician should look at, with the reason (the rules engine will refine this)."""
-    found = []
-    for miner in view["miners"]:
-        reasons = []
-        if miner["availability"] in ("offline", "stale", "failing"):
-            reasons.append(miner["availability"])
-        if (miner["temp_max_c"] or 0) >= 80:
-            reasons.append(f"hot {miner['temp_max_c']:.0f} C")
-        if miner["fans_rpm"] and min(miner["fans_rpm"]) == 0:
-            reasons.append("fan stopped")
-        if miner["boards_total"] and miner["boards_active"] is not None and miner["status"] == "mining":
-            expected = miner["expected_ths"] or 0
-            if expected and (miner["hashrate_ths"] or 0) < 0.8 * expected:
-                reasons.append(f"{miner['hashrate_ths']:.0f}/{expected:.0f} TH/s")
-        if reasons:
-            found.append((f"{miner['ip']} {miner['make']} {miner['model']}", ", ".join(reasons)))
-    return found
+def _alert_line(alert: dict[str, Any], view: dict[str, Any]) -> str:
+    miner = next((m for m in view["miners"] if m["id"] == alert["miner_id"]), None)
+    where = f"{miner['ip']} {miner['make']} {miner['model']}" if miner else alert["miner_id"]
+    return f"{alert['severity']} {alert['rule']:22} {where}: {alert['detail']}"
 
 
-def _render(view: dict[str, Any], gateway: Gateway) -> Group:
+def _render(view: dict[str, Any], alerts: list[dict[str, Any]], gateway: Gateway) -> Group:
     totals = view["totals"]
     summary = Table.grid(padding=(0, 2))
     availability = totals["by_availability"]
@@ -203,24 +200,21 @@ def _render(view: dict[str, Any], gateway: Gateway) -> Group:
         "stale",
         str(availability["stale"]),
     )
+    errors = str(last.get("errors_by_kind", {}))
     summary.add_row(
-        "hashrate",
-        f"{totals['hashrate_ths'] / 1000:.3f} PH/s",
-        "power",
-        f"{totals['power_kw']:.1f} kW",
-        "cycle",
-        f"{last.get('duration_s', 0):.2f} s",
-        "errors",
-        str(last.get("errors_by_kind", {})),
-    )
-    attention = Table("miner", "why", title="needs attention", expand=True)
-    for name, why in _attention(view)[:12]:
-        attention.add_row(name, why)
+        "hashrate", f"{totals['hashrate_ths'] / 1000:.3f} PH/s", "power", f"{totals['power_kw']:.1f} kW",
+        "cycle", f"{last.get('duration_s', 0):.2f} s", "errors", errors,
+    )  # fmt: skip
+    table = Table("sev", "rule", "miner", "detail", title=f"open alerts ({len(alerts)})", expand=True)
+    for alert in sorted(alerts, key=lambda a: (a["severity"], a["opened_at"] or 0))[:15]:
+        miner = next((m for m in view["miners"] if m["id"] == alert["miner_id"]), None)
+        where = f"{miner['ip']} {miner['model']}" if miner else alert["miner_id"]
+        table.add_row(alert["severity"], alert["rule"], where, alert["detail"])
     title = f"{view['site']['name']} - cycle {gateway.poller.totals.cycles}"
-    return Group(Panel(summary, title=title), attention)
+    return Group(Panel(summary, title=title), table)
 
 
-def _plain_line(view: dict[str, Any], cycles: int) -> str:
+def _plain_line(view: dict[str, Any], cycles: int, alerts: list[dict[str, Any]]) -> str:
     totals = view["totals"]
     availability = totals["by_availability"]
     last = totals["last_cycle"] or {}
@@ -228,7 +222,7 @@ def _plain_line(view: dict[str, Any], cycles: int) -> str:
         f"cycle {cycles}: {availability['ok']}/{totals['miners']} ok, {availability['offline']} offline, "
         f"{availability['failing']} failing, {totals['hashrate_ths'] / 1000:.3f} PH/s, "
         f"{totals['power_kw']:.1f} kW, cycle {last.get('duration_s', 0):.2f} s, "
-        f"attention: {len(_attention(view))}"
+        f"open alerts: {len(alerts)}"
     )
 
 

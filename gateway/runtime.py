@@ -21,6 +21,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from gateway.alerts.lifecycle import AlertLifecycle
+from gateway.alerts.notify import Notifier
 from gateway.api import ApiConfig, start_api
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
@@ -29,10 +30,12 @@ from gateway.devices.model import FirmwareFamily, MinerStatus, Sample, Source
 from gateway.devices.profiles import ProfileCatalog, load_profiles
 from gateway.devices.registry import make_driver
 from gateway.devices.rpc import RpcLimits
+from gateway.health import HealthMonitor
 from gateway.jobs import build_scheduler
 from gateway.metering import INTERVAL_S, Meter
-from gateway.oslimits import raise_open_files_limit
+from gateway.oslimits import raise_open_files_limit, tune_garbage_collector
 from gateway.polling import CycleStats, PollCoordinator
+from gateway.rules.catalog import Rule
 from gateway.store.state import InventoryRow, list_miners, open_state
 from gateway.store.telemetry import TelemetryStore, WriteBatch
 
@@ -74,9 +77,32 @@ class Gateway:
     async def start(self) -> None:
         before, after, hard = raise_open_files_limit()
         log.info("open-files limit: soft %d -> %d (hard %d)", before, after, hard)
+        gc_before, gc_after = tune_garbage_collector()
+        log.info("garbage collector thresholds: %s -> %s", gc_before, gc_after)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._state = open_state(self.data_dir / "state.db")
-        self.alerts = AlertLifecycle(self._state)  # rule policies and the notifier: wired with those
+        # Lifecycle and notifier share state.db's one connection (the single writer): a transition,
+        # its history and its notification rows commit together.
+        self.rule_table = self.settings.rules.table(known_models=[p.key for p in self.profiles])
+        self.alerts = AlertLifecycle(
+            self._state,
+            self._policy_for,
+            enqueue=lambda conn, events, now: self.notifier.enqueue(conn, events, now),
+        )
+        self.notifier = Notifier(
+            self.settings.notifications,
+            self._state,
+            site_id=self.site_id,
+            clock=self.clock,
+            is_suppressed=self.alerts.is_suppressed,
+        )
+        self.health = HealthMonitor(
+            site_id=self.site_id,
+            rules=self.rule_table,
+            lifecycle=self.alerts,
+            profiles=self.profiles,
+            baselines_path=self.data_dir / "baselines.npz",
+        )
         retention_s = int(self.settings.storage.raw_retention_h * 3600)
         self.store = TelemetryStore(self.data_dir / "telemetry.duckdb", raw_retention_s=retention_s)
         self.meter = self._restore_meter()
@@ -99,6 +125,7 @@ class Gateway:
         self._tasks = [
             asyncio.create_task(self.poller.run(self._stop), name="poller"),
             asyncio.create_task(self._watch_inventory(), name="inventory"),
+            asyncio.create_task(self.notifier.run(self._stop), name="notifier"),
         ]
 
     async def stop(self) -> None:
@@ -114,6 +141,10 @@ class Gateway:
             await self._api.cleanup()
         if self._session is not None:
             await self._session.close()
+        try:
+            self.health.save()
+        except OSError as err:
+            log.warning("could not save baselines: %s", err)
         await asyncio.to_thread(self.store.close)  # writes every queued batch first
         if self._state is not None:
             self._state.close()
@@ -130,6 +161,17 @@ class Gateway:
     def _on_cycle(self, samples: list[Sample], stats: CycleStats) -> None:
         energy = self.meter.feed(samples)
         self.store.submit(WriteBatch(samples, energy))
+        try:
+            events = self.health.evaluate_cycle(self.poller, self.inventory, int(self.clock.now()))
+        except Exception:  # a rules bug must never stop polling or storage
+            log.exception("health evaluation failed this cycle; it runs again next cycle")
+            return
+        if events:
+            self.notifier.wake()
+
+    def _policy_for(self, miner_id: str, rule_id: str) -> Rule:
+        row = self.inventory.get(miner_id)
+        return self.rule_table.rule(rule_id, row.profile_key if row else None)
 
     def _restore_meter(self) -> Meter:
         max_gap = self.settings.metering.max_gap_s
@@ -197,6 +239,24 @@ class Gateway:
         return make_driver(family, context)
 
     # --- GatewayView -----------------------------------------------------------------------------------
+
+    def extra_metrics(self) -> str:
+        open_alerts = self.alerts.list_alerts(now=int(self.clock.now()), limit=100_000)
+        by_severity: dict[str, int] = {}
+        for alert in open_alerts:
+            by_severity[alert.severity.name] = by_severity.get(alert.severity.name, 0) + 1
+        lines = [
+            "# HELP hashinsight_alerts_open Open alerts by severity.",
+            "# TYPE hashinsight_alerts_open gauge",
+            *(
+                f'hashinsight_alerts_open{{severity="{s}"}} {by_severity.get(s, 0)}'
+                for s in ("P0", "P1", "P2", "P3")
+            ),
+            "# HELP hashinsight_rules_evaluation_seconds Time of the last health evaluation.",
+            "# TYPE hashinsight_rules_evaluation_seconds gauge",
+            f"hashinsight_rules_evaluation_seconds {self.health.last_eval_s:.4f}",
+        ]
+        return "\n".join(lines) + "\n" + self.notifier.prometheus()
 
     def db_sizes(self) -> Mapping[str, int]:
         sizes = {"telemetry": self.store.size_bytes()}

@@ -347,16 +347,18 @@ class Notifier:
     def prometheus(self) -> str:
         """Prometheus text lines for the local API's /metrics."""
         lines = []
-        metrics: tuple[tuple[str, str, Callable[[ChannelStats], float]], ...] = (
-            ("pending", "gauge", lambda s: s.pending),
-            ("delivered_total", "counter", lambda s: s.delivered),
-            ("folded_waiting", "gauge", lambda s: s.folded_waiting),
-            ("failed_attempts_total", "counter", lambda s: s.failed_attempts),
-            ("oldest_pending_age_seconds", "gauge", lambda s: s.oldest_pending_age_s or 0),
-            ("failing", "gauge", lambda s: int(s.failing)),
-        )
+        metrics: tuple[tuple[str, str, str, Callable[[ChannelStats], float]], ...] = (
+            ("pending", "gauge", "Notifications waiting to be delivered.", lambda s: s.pending),
+            ("delivered_total", "counter", "Notifications delivered.", lambda s: s.delivered),
+            ("folded_waiting", "gauge", "Messages folded into the next digest.", lambda s: s.folded_waiting),
+            ("failed_attempts_total", "counter", "Failed delivery attempts.", lambda s: s.failed_attempts),
+            ("oldest_pending_age_seconds", "gauge", "Age of the oldest undelivered notification.",
+             lambda s: s.oldest_pending_age_s or 0),
+            ("failing", "gauge", "1 while a channel keeps failing.", lambda s: int(s.failing)),
+        )  # fmt: skip
         stats = self.stats()
-        for metric, kind, value in metrics:
+        for metric, kind, help_text, value in metrics:
+            lines.append(f"# HELP hashinsight_notify_{metric} {help_text}")
             lines.append(f"# TYPE hashinsight_notify_{metric} {kind}")
             lines += [f'hashinsight_notify_{metric}{{channel="{s.channel}"}} {value(s):g}' for s in stats]
         return "\n".join(lines) + "\n"

@@ -205,6 +205,11 @@ def compute_signals(frame: FleetFrame, scores: Scores, table: RuleTable) -> dict
     }
 
 
+# Vnish hashes a few percent of the time on its own fee pool, reported as the bare name "DevFee" with
+# no address: the firmware's, not a pool anyone configured, so it is not judged against the list.
+FIRMWARE_FEE_POOLS = frozenset({"devfee"})
+
+
 def _pools(frame: FleetFrame, allowed: frozenset[str] | None) -> SignalValues:
     """1 where any configured pool (not only the active one: a hijack often hides as a backup pool)
     is off the allow-list. A site without an allow-list has nothing to violate: 0 for everyone."""
@@ -214,7 +219,11 @@ def _pools(frame: FleetFrame, allowed: frozenset[str] | None) -> SignalValues:
     labels: dict[int, str] = {}
     verdict: dict[str, bool] = {}
     for row, (active, pools) in enumerate(zip(frame.pool_url, frame.pools, strict=True)):
-        urls = ([active] if active else []) + [pool.url for pool in pools if pool.url]
+        urls = [
+            url
+            for url in ([active] if active else []) + [pool.url for pool in pools if pool.url]
+            if url.strip().lower() not in FIRMWARE_FEE_POOLS
+        ]
         if not urls:
             continue
         bad = None

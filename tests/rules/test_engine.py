@@ -334,3 +334,19 @@ def test_a_flapping_overheat_opens_one_alert_within_its_debounce_and_resolves_af
     states = states_of([{"temp": t} for t in temps], "overheat_crit")
     assert states[5:8] == [FIRING, FIRING, CLEAR]
     assert alerts(states, "overheat_crit") == [(6, 34)]  # opened on its 2nd sample; one alert; 180 s clear
+
+
+def test_vnish_firmware_fee_pool_is_not_judged_against_the_allow_list() -> None:
+    """Vnish reports its own dev-fee pool as the bare name 'DevFee'; only configured pools count."""
+    from gateway.devices.model import PoolReading, Sample
+    from gateway.rules.engine import _pools
+    from gateway.rules.inputs import MinerInput
+
+    allowed = ["stratum+tcp://pool.example:3333"]
+    table = apply_overrides(CATALOG, {}, {}, allowed_pools=allowed)
+    pools = (PoolReading(url="stratum+tcp://pool.example:3333", active=True), PoolReading(url="DevFee"))
+    sample = Sample(miner_id="v", ts=1, status=MinerStatus.MINING, hashrate_ths=200.0, pool_url="DevFee",
+                    pools=pools)  # fmt: skip
+    frame = FleetFrame.from_inputs([MinerInput(miner_id="v", availability="ok", sample=sample)])
+    assert table.allowed_pools is not None
+    assert _pools(frame, table.allowed_pools).value.tolist() == [0.0]
