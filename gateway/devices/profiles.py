@@ -166,12 +166,18 @@ def model_revision(name: str) -> str | None:
     return found.group(0).upper() if found else None
 
 
+_MATCH_CACHE_MAX = 4096
+
+
 class ProfileCatalog:
     """All loaded profiles, looked up by key or by any model spelling a firmware reports."""
 
     def __init__(self, profiles: Iterable[MinerProfile]) -> None:
         self._by_key: dict[str, MinerProfile] = {}
         self._by_name: dict[tuple[str, str], MinerProfile] = {}
+        # match() runs for every parsed reply (10,000 per poll cycle) on the few model strings a site's
+        # firmwares report; the catalog never changes after loading, so answers are kept.
+        self._matches: dict[tuple[str | None, str], MinerProfile | None] = {}
         for profile in profiles:
             self._by_key[profile.key] = profile
             for name in (profile.model, *profile.aliases):
@@ -193,6 +199,17 @@ class ProfileCatalog:
         """The profile for a model string as a firmware reports it, or None if we have none."""
         if not model:
             return None
+        key = (make, model)
+        try:
+            return self._matches[key]
+        except KeyError:
+            pass
+        found = self._match(make, model)
+        if len(self._matches) < _MATCH_CACHE_MAX:  # bounded: a fuzzed or hostile reply cannot grow it
+            self._matches[key] = found
+        return found
+
+    def _match(self, make: str | None, model: str) -> MinerProfile | None:
         wanted = normalize_model_name(model)
         if make:
             return self._by_name.get((make.lower(), wanted))

@@ -60,7 +60,9 @@ def read_chains(entry: Mapping[str, Any]) -> list[ChainReading]:
         chains = [_list_chain(item) for item in entry["chain"] if isinstance(item, Mapping)]
         return sorted((c for c in chains if c is not None), key=lambda c: c.slot)
     unit = rate_unit(entry)
-    slots = sorted({int(m.group(1)) for key in entry if (m := _SLOT_KEY.match(key))})
+    slots = sorted(
+        {int(m.group(1)) for key in entry if key.startswith("chain_") and (m := _SLOT_KEY.match(key))}
+    )
     return [chain for slot in slots if (chain := _keyed_chain(entry, slot, unit)) is not None]
 
 
@@ -83,7 +85,7 @@ def read_fans(entry: Mapping[str, Any], expected: int | None) -> tuple[int, ...]
     readings = sorted(
         (int(m.group(1)), rpm)
         for key, value in entry.items()
-        if (m := _FAN_KEY.match(key)) and (rpm := integer(value)) is not None
+        if key.startswith("fan") and (m := _FAN_KEY.match(key)) and (rpm := integer(value)) is not None
     )
     spinning = tuple(rpm for _, rpm in readings if rpm > 0)
     count = integer(entry.get("fan_num"))

@@ -32,33 +32,45 @@ MM_KEY = re.compile(r"^MM ID(\d+)(?::Summary)?$")
 
 
 def tokens(text: str) -> dict[str, str]:
-    """Key -> raw value text (inside the brackets, stripped). The first occurrence of a key wins."""
+    """Key -> raw value text (inside the brackets, stripped). The first occurrence of a key wins.
+
+    Found with str.find, not character by character: an Avalon's MM string runs to kilobytes and is
+    parsed for every Avalon in every cycle. Only a value holding a `[` is scanned for nesting."""
     result: dict[str, str] = {}
     position = 0
-    length = len(text)
-    while position < length:
-        opening = text.find("[", position)
+    find = text.find
+    while True:
+        opening = find("[", position)
         if opening < 0:
             break
         # Whatever precedes the key since the last token (an envelope's `{`, a stray `}`) is not key.
-        key = re.split(r"[{}]", text[position:opening])[-1].strip()
-        depth = 0
-        closing = opening
-        while closing < length:
-            char = text[closing]
-            if char == "[":
-                depth += 1
-            elif char == "]":
-                depth -= 1
-                if depth == 0:
-                    break
-            closing += 1
-        if closing >= length:  # unclosed bracket: a truncated reply; keep what was complete
+        before = text[position:opening]
+        key = before[max(before.rfind("{"), before.rfind("}")) + 1 :].strip()
+        closing = find("]", opening + 1)
+        if closing < 0:  # unclosed bracket: a truncated reply; keep what was complete
             break
+        if find("[", opening + 1, closing) >= 0:
+            closing = _nested_close(text, opening)
+            if closing < 0:
+                break
         if key:
             result.setdefault(key, text[opening + 1 : closing].strip())
         position = closing + 1
     return result
+
+
+def _nested_close(text: str, opening: int) -> int:
+    """The `]` that closes the `[` at `opening`, counting depth; -1 when it is never closed."""
+    depth = 0
+    for index in range(opening, len(text)):
+        char = text[index]
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+            if depth == 0:
+                return index
+    return -1
 
 
 def sections(text: str) -> dict[str, dict[str, str]]:

@@ -98,12 +98,15 @@ def dig(value: Any, *path: str | int) -> Any:
 def indexed(entry: Mapping[str, Any], prefix: str) -> dict[int, Any]:
     """Numbered keys: indexed(stats, "chain_rate") -> {1: .., 2: ..}. `fan_num`/`temp_num` are counts,
     not readings, and never match (the number must follow the prefix directly)."""
-    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)$")
+    # Exactly `^prefix(\d+)$` (which also allows one trailing newline), without a regex per key: stats
+    # entries carry a hundred keys, and this runs several times per reply.
     found: dict[int, Any] = {}
+    size = len(prefix)
     for key, value in entry.items():
-        match = pattern.match(key)
-        if match:
-            found[int(match.group(1))] = value
+        if key.startswith(prefix):
+            digits = key[size:-1] if key.endswith("\n") else key[size:]
+            if digits.isdecimal():
+                found[int(digits)] = value
     return dict(sorted(found.items()))
 
 
