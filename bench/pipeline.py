@@ -472,7 +472,8 @@ def report(
     )
     print(f"pyasic get_miner + get_data, {py.concurrency} at a time, {what}:")
     print(
-        f"  sample: {py.wall_s:.1f} s wall, {py.cpu_s:.1f} s CPU; identified {py.identified}, "
+        f"  {'sample' if py.extrapolated else 'read'}: {py.wall_s:.1f} s wall, {py.cpu_s:.1f} s CPU; "
+        f"identified {py.identified}, "
         f"read {py.read_ok} of {py.sampled}; failures {py.failures or 'none'}"
     )
     label = "pyasic, one read of the fleet" + (" (extrapolated)" if py.extrapolated else "")
