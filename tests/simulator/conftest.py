@@ -10,6 +10,8 @@ import aiohttp
 import pytest
 
 from gateway.devices.driver import BaseDriver, Credentials, DriverContext, Endpoint
+from gateway.devices.errors import ProtocolError, Unreachable
+from gateway.devices.model import MinerStatus
 from gateway.devices.registry import make_driver
 from gateway.devices.rpc import RpcLimits
 from gateway.simulator.fleet import DEFAULT_CREDENTIALS
@@ -83,6 +85,35 @@ class FaultApi:
         async with self.session.get(f"{self.base_url}/miners/{ip}") as r:
             result: dict[str, Any] = await r.json()
             return result
+
+
+# Every transport fault a family must map to the error tree (slow: past the tests' 1 s deadline).
+TRANSPORT_FAULTS = pytest.mark.parametrize(
+    ("kind", "params", "error"),
+    [
+        ("offline", {}, Unreachable),
+        ("hung", {}, Unreachable),
+        ("slow", {"delay_s": 3.0}, Unreachable),
+        ("reset", {}, Unreachable),
+        ("malformed", {}, ProtocolError),
+    ],
+)
+
+
+async def assert_transport_fault(
+    faults: FaultApi,
+    miner: SimMiner,
+    make_driver: Callable[..., BaseDriver],
+    kind: str,
+    params: dict[str, float],
+    error: type[Exception],
+) -> None:
+    """Inject the fault over the control API: the read fails with `error`; cleared, it reads again."""
+    await faults.inject(miner.ip, kind, **params)
+    with pytest.raises(error):
+        await make_driver(miner, deadline_s=1.0).read()
+    await faults.clear(miner.ip)
+    assert (await make_driver(miner).read()).status is MinerStatus.MINING
 
 
 @pytest.fixture

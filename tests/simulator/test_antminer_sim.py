@@ -14,13 +14,19 @@ import pytest
 
 from gateway.devices.antminer import AntminerDriver
 from gateway.devices.driver import BaseDriver, Credentials, DriverContext, Endpoint
-from gateway.devices.errors import AuthFailed, ControlNotVerified, ProtocolError, Unreachable, Unsupported
+from gateway.devices.errors import AuthFailed, ControlNotVerified, Unreachable, Unsupported
 from gateway.devices.model import MinerStatus, Mode, Source
 from gateway.devices.rpc import RpcLimits
 from gateway.simulator.run import Simulator
 from tests.devices.badminer import free_port
 from tests.devices.capture import PROFILES
-from tests.simulator.conftest import FaultApi, needs_port_80, simulator
+from tests.simulator.conftest import (
+    TRANSPORT_FAULTS,
+    FaultApi,
+    assert_transport_fault,
+    needs_port_80,
+    simulator,
+)
 
 
 @pytest.fixture
@@ -118,16 +124,7 @@ async def test_unsupported_control_fails_before_any_io() -> None:
         await driver.read()
 
 
-@pytest.mark.parametrize(
-    ("kind", "params", "error"),
-    [
-        ("offline", {}, Unreachable),
-        ("hung", {}, Unreachable),
-        ("slow", {"delay_s": 5.0}, Unreachable),
-        ("reset", {}, Unreachable),
-        ("malformed", {}, ProtocolError),
-    ],
-)
+@TRANSPORT_FAULTS
 async def test_transport_faults_map_to_errors(
     sim: Simulator,
     faults: FaultApi,
@@ -136,12 +133,7 @@ async def test_transport_faults_map_to_errors(
     params: dict[str, float],
     error: type[Exception],
 ) -> None:
-    miner = sim.miners[0]
-    await faults.inject(miner.ip, kind, **params)
-    with pytest.raises(error):
-        await driver_for(miner, deadline_s=1.0).read()
-    await faults.clear(miner.ip)
-    assert (await driver_for(miner).read()).status is MinerStatus.MINING
+    await assert_transport_fault(faults, sim.miners[0], driver_for, kind, params, error)
 
 
 async def test_wrong_credentials_block_the_web_api_only(

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.devices.avalon import AvalonDriver
 from gateway.devices.driver import DriverContext, Endpoint
-from gateway.devices.errors import AuthFailed, ProtocolError, Unreachable, Unsupported
+from gateway.devices.errors import AuthFailed, ProtocolError, Unsupported
 from gateway.devices.model import MinerStatus, Mode, Source
 from gateway.devices.parsers.avalon import PARSER
 from gateway.devices.profiles import ModeSpec, ProfileCatalog
@@ -27,7 +27,7 @@ from gateway.simulator.families import avalon as frontend_module
 from gateway.simulator.miner import SimMiner
 from gateway.simulator.run import Simulator, SimulatorConfig
 from tests.devices.capture import PROFILES, capture, ctx, reply
-from tests.simulator.conftest import FAST, FaultApi, simulator
+from tests.simulator.conftest import FAST, TRANSPORT_FAULTS, FaultApi, assert_transport_fault, simulator
 from tests.simulator.parity import missing_fields
 
 MODELS = ("A1246", "Q")
@@ -264,25 +264,11 @@ async def test_ascset_refusal_is_a_protocol_error(sim: Simulator) -> None:
 # --- faults --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("kind", "params", "error"),
-    [
-        ("offline", {}, Unreachable),
-        ("hung", {}, Unreachable),
-        ("slow", {"delay_s": 5.0}, Unreachable),
-        ("reset", {}, Unreachable),
-        ("malformed", {}, ProtocolError),
-    ],
-)
+@TRANSPORT_FAULTS
 async def test_transport_faults_map_to_errors(
     sim: Simulator, faults: FaultApi, kind: str, params: dict[str, float], error: type[Exception]
 ) -> None:
-    miner = miner_of(sim, "A1246")
-    await faults.inject(miner.ip, kind, **params)
-    with pytest.raises(error):
-        await driver(miner, deadline_s=1.0).read()
-    await faults.clear(miner.ip)
-    assert (await driver(miner).read()).status is MinerStatus.MINING
+    await assert_transport_fault(faults, sim.miners[0], driver, kind, params, error)
 
 
 async def test_lost_write_access_blocks_privileged_commands_only(sim: Simulator, faults: FaultApi) -> None:

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from gateway.devices.driver import BaseDriver, Credentials, DriverContext, Endpoint
-from gateway.devices.errors import AuthFailed, ProtocolError, Unreachable, Unsupported
+from gateway.devices.errors import AuthFailed, Unreachable, Unsupported
 from gateway.devices.model import MinerStatus, Mode, Source
 from gateway.devices.parsers.vnish import PARSER
 from gateway.devices.rpc import RpcClient
@@ -23,7 +23,7 @@ from gateway.simulator.miner import SimMiner
 from gateway.simulator.run import Simulator
 from tests.devices.badminer import free_port
 from tests.devices.capture import PROFILES, capture, ctx
-from tests.simulator.conftest import FaultApi, simulator
+from tests.simulator.conftest import TRANSPORT_FAULTS, FaultApi, assert_transport_fault, simulator
 from tests.simulator.parity import missing_fields
 
 S21_PRO = PROFILES.get("antminer_s21_pro")
@@ -177,16 +177,7 @@ async def test_unsupported_or_invalid_controls_fail_before_any_io() -> None:
         await s21.sleep()  # a supported control does try the network
 
 
-@pytest.mark.parametrize(
-    ("kind", "params", "error"),
-    [
-        ("offline", {}, Unreachable),
-        ("hung", {}, Unreachable),
-        ("slow", {"delay_s": 3.0}, Unreachable),
-        ("reset", {}, Unreachable),
-        ("malformed", {}, ProtocolError),
-    ],
-)
+@TRANSPORT_FAULTS
 async def test_transport_faults_map_to_errors(
     sim: Simulator,
     faults: FaultApi,
@@ -195,12 +186,7 @@ async def test_transport_faults_map_to_errors(
     params: dict[str, float],
     error: type[Exception],
 ) -> None:
-    miner = sim.miners[0]
-    await faults.inject(miner.ip, kind, **params)
-    with pytest.raises(error):
-        await driver_for(miner, deadline_s=1.0).read()
-    await faults.clear(miner.ip)
-    assert (await driver_for(miner).read()).status is MinerStatus.MINING
+    await assert_transport_fault(faults, sim.miners[0], driver_for, kind, params, error)
 
 
 async def test_wrong_credentials_are_auth_failed(

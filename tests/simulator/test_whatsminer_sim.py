@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from gateway.devices.driver import Credentials, DriverContext, Endpoint
-from gateway.devices.errors import AuthFailed, ProtocolError, Unreachable, Unsupported
+from gateway.devices.errors import AuthFailed, Unreachable, Unsupported
 from gateway.devices.model import MinerStatus, Mode, Source
 from gateway.devices.parsers.whatsminer import PARSER
 from gateway.devices.profiles import ModeSpec, ProfileCatalog
@@ -33,7 +33,7 @@ from gateway.simulator.miner import SimMiner
 from gateway.simulator.run import Simulator, SimulatorConfig
 from tests.devices.badminer import free_port
 from tests.devices.capture import PROFILES, capture, ctx
-from tests.simulator.conftest import FAST, FaultApi, simulator
+from tests.simulator.conftest import FAST, TRANSPORT_FAULTS, FaultApi, assert_transport_fault, simulator
 from tests.simulator.parity import missing_fields
 
 APIS = ("v2", "v3")
@@ -273,25 +273,11 @@ async def test_without_a_profile_there_is_no_power_window_to_check_against() -> 
 # --- faults --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("kind", "params", "error"),
-    [
-        ("offline", {}, Unreachable),
-        ("hung", {}, Unreachable),
-        ("slow", {"delay_s": 5.0}, Unreachable),
-        ("reset", {}, Unreachable),
-        ("malformed", {}, ProtocolError),
-    ],
-)
+@TRANSPORT_FAULTS
 async def test_transport_faults_map_to_errors(
     sim: Simulator, faults: FaultApi, kind: str, params: dict[str, float], error: type[Exception]
 ) -> None:
-    miner = sim.miners[0]
-    await faults.inject(miner.ip, kind, **params)
-    with pytest.raises(error):
-        await driver(miner, deadline_s=1.0).read()
-    await faults.clear(miner.ip)
-    assert (await driver(miner).read()).status is MinerStatus.MINING
+    await assert_transport_fault(faults, sim.miners[0], driver, kind, params, error)
 
 
 @pytest.mark.parametrize("api", APIS)
