@@ -19,16 +19,18 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="markdown",
 )
-app.command("demo")(demo_command)
-app.command("run")(run_command)
-app.command("status")(status_command)
+app.command("demo", short_help="Run a simulated site and a real gateway reading it (the main job).")(
+    demo_command
+)
+app.command("run", short_help="Run the gateway daemon (site.toml).")(run_command)
+app.command("status", short_help="Fleet summary from a running gateway.")(status_command)
 app.add_typer(config_app, name="config")
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(devices_app, name="devices")
 app.add_typer(profiles_app, name="profiles")
-app.add_typer(simulate_app, name="simulate")
+app.add_typer(simulate_app, name="simulate", short_help="Serve virtual miners; inject faults and quirks.")
 app.add_typer(alerts_app, name="alerts")
-app.command("scan")(scan_command)
+app.command("scan", short_help="Find and identify miners on a network.")(scan_command)
 
 
 def main() -> None:
