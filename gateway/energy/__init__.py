@@ -1,0 +1,1 @@
+"""Energy: tariffs, settlement (pure), invoices, reconciliation, contracts, carbon (ARCHITECTURE §5)."""
