@@ -29,7 +29,7 @@ from gateway.devices.model import FirmwareFamily
 from gateway.devices.parsers.braiins import PARSER
 from gateway.devices.parsers.common import Capture
 from gateway.devices.rpc import decode, gather_optional
-from gateway.devices.web import WebClient
+from gateway.devices.web import EndpointMissing, WebClient
 
 RPC_READ = ("summary", "devs", "pools", "fans", "temps", "tunerstatus", "version", "devdetails")
 # DEVS is in the identity set because its STATUS Description names the platform ("...-am1-s9").
@@ -139,20 +139,11 @@ class BraiinsDriver(BraiinsControl):
             "username": creds.username or DEFAULT_USERNAME,
             "password": creds.password if creds.password is not None else DEFAULT_PASSWORD,
         }
-        reply = await self.web.request("POST", LOGIN_PATH, json_body=body)  # 401/403 -> AuthFailed
-        if reply.status in (404, 405):
+        try:
+            token = await self.web.token_login(LOGIN_PATH, body)
+        except EndpointMissing as err:
             self.rest_absent = True
-            raise RestApiAbsent(f"{LOGIN_PATH}: HTTP {reply.status}", host=self.host, raw=reply.body)
-        if 400 <= reply.status < 500:
-            raise AuthFailed(
-                f"{LOGIN_PATH}: login refused (HTTP {reply.status})", host=self.host, raw=reply.body
-            )
-        if reply.status >= 400:
-            raise ProtocolError(f"{LOGIN_PATH}: HTTP {reply.status}", host=self.host, raw=reply.body)
-        data = decode(reply.body, host=self.host, what=LOGIN_PATH)
-        token = data.get("token") if isinstance(data, Mapping) else None
-        if not isinstance(token, str) or not token:
-            raise ProtocolError(f"{LOGIN_PATH}: reply carries no token", host=self.host, raw=reply.body)
+            raise RestApiAbsent(str(err.args[0]), host=self.host, raw=err.raw) from err
         self._token = token
         return token
 

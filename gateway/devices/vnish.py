@@ -125,19 +125,9 @@ class VnishDriver(BaseDriver):
     async def _unlock(self) -> str:
         password = self.ctx.credentials.password
         body = {"pw": password if password is not None else DEFAULT_PASSWORD}
-        reply = await self.web.request("POST", UNLOCK_PATH, json_body=body)  # 401/403 -> AuthFailed
-        if reply.status in (404, 405):  # no such endpoint: not a Vnish web API, not a bad password
-            raise ProtocolError(f"{UNLOCK_PATH}: HTTP {reply.status}", host=self.host, raw=reply.body)
-        if 400 <= reply.status < 500:
-            raise AuthFailed(
-                f"{UNLOCK_PATH}: password refused (HTTP {reply.status})", host=self.host, raw=reply.body
-            )
-        if reply.status >= 400:
-            raise ProtocolError(f"{UNLOCK_PATH}: HTTP {reply.status}", host=self.host, raw=reply.body)
-        data = decode(reply.body, host=self.host, what=UNLOCK_PATH)
-        token = data.get("token") if isinstance(data, Mapping) else None
-        if not isinstance(token, str) or not token:
-            raise ProtocolError(f"{UNLOCK_PATH}: reply carries no token", host=self.host, raw=reply.body)
+        # A missing unlock endpoint (EndpointMissing, a ProtocolError) means no Vnish web API here,
+        # not a bad password.
+        token = await self.web.token_login(UNLOCK_PATH, body)
         self._token = token
         return token
 

@@ -15,6 +15,10 @@ from gateway.devices.errors import AuthFailed, ProtocolError, Unreachable
 from gateway.devices.rpc import RpcLimits, decode
 
 
+class EndpointMissing(ProtocolError):
+    """The firmware has no such endpoint (HTTP 404/405): a different firmware or version."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpReply:
     status: int
@@ -102,6 +106,26 @@ class WebClient:
 
     async def post_json(self, path: str, body: Any, *, headers: Mapping[str, str] | None = None) -> Any:
         return self._json(await self.request("POST", path, json_body=body, headers=headers), path)
+
+    async def token_login(self, path: str, body: Any) -> str:
+        """POST credentials, return the session token the firmware answers with (`{"token": ...}`).
+
+        Shared by the REST firmwares (Braiins OS, Vnish): any other 4xx is refused credentials
+        (`AuthFailed`: a person must fix them); 404/405 means the endpoint does not exist on this
+        firmware (`EndpointMissing`, which a caller may treat as "no such API" rather than an error).
+        """
+        reply = await self.request("POST", path, json_body=body)  # 401/403 -> AuthFailed
+        if reply.status in (404, 405):
+            raise EndpointMissing(f"{path}: HTTP {reply.status}", host=self.host, raw=reply.body)
+        if 400 <= reply.status < 500:
+            raise AuthFailed(f"{path}: login refused (HTTP {reply.status})", host=self.host, raw=reply.body)
+        if reply.status >= 400:
+            raise ProtocolError(f"{path}: HTTP {reply.status}", host=self.host, raw=reply.body)
+        data = decode(reply.body, host=self.host, what=path)
+        token = data.get("token") if isinstance(data, Mapping) else None
+        if not isinstance(token, str) or not token:
+            raise ProtocolError(f"{path}: reply carries no token", host=self.host, raw=reply.body)
+        return token
 
     def _json(self, reply: HttpReply, path: str) -> Any:
         if reply.status >= 400:
