@@ -116,6 +116,20 @@ async def assert_transport_fault(
     assert (await make_driver(miner).read()).status is MinerStatus.MINING
 
 
+EVIL_POOL = "stratum+tcp://evil.example:3333"
+
+
+async def inject_condition_faults(faults: FaultApi, miner: SimMiner, *, dead_slot: int) -> None:
+    """Every condition fault at once (dead board, stopped fans, +25 C, a foreign pool, no accepted
+    shares), then ten minutes of physics pass at the next read."""
+    await faults.inject(miner.ip, "dead_board", slot=dead_slot)
+    await faults.inject(miner.ip, "fan_stop")
+    await faults.inject(miner.ip, "overheat", extra_c=25.0)
+    await faults.inject(miner.ip, "pool_changed", url=EVIL_POOL)
+    await faults.inject(miner.ip, "stale_shares")
+    miner.physics.updated_at -= 600
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:

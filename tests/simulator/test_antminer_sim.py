@@ -21,9 +21,11 @@ from gateway.simulator.run import Simulator
 from tests.devices.badminer import free_port
 from tests.devices.capture import PROFILES
 from tests.simulator.conftest import (
+    EVIL_POOL,
     TRANSPORT_FAULTS,
     FaultApi,
     assert_transport_fault,
+    inject_condition_faults,
     needs_port_80,
     simulator,
 )
@@ -157,18 +159,13 @@ async def test_condition_faults_show_in_readings(
     miner = sim.miners[0]
     driver = driver_for(miner)
     healthy = await driver.read()
-    await faults.inject(miner.ip, "dead_board", slot=2)
-    await faults.inject(miner.ip, "fan_stop")
-    await faults.inject(miner.ip, "overheat", extra_c=25.0)
-    await faults.inject(miner.ip, "pool_changed", url="stratum+tcp://evil.example:3333")
-    await faults.inject(miner.ip, "stale_shares")
-    miner.physics.updated_at -= 600  # ten minutes of physics pass at the next read
+    await inject_condition_faults(faults, miner, dead_slot=2)
     faulty = await driver.read()
     assert faulty.boards[2].hashrate_ths == 0 and faulty.boards[2].chips_ok == 0
     assert faulty.hashrate_ths == pytest.approx(healthy.hashrate_ths * 2 / 3, rel=0.05)
     assert set(faulty.fans_rpm) == {0}
     assert (faulty.temp_max_c or 0) > (healthy.temp_max_c or 0) + 30
-    assert faulty.pool_url == "stratum+tcp://evil.example:3333"
+    assert faulty.pool_url == EVIL_POOL
     await asyncio.sleep(0.2)
     assert (await driver.read()).accepted == faulty.accepted
 

@@ -27,7 +27,15 @@ from gateway.simulator.families import avalon as frontend_module
 from gateway.simulator.miner import SimMiner
 from gateway.simulator.run import Simulator, SimulatorConfig
 from tests.devices.capture import PROFILES, capture, ctx, reply
-from tests.simulator.conftest import FAST, TRANSPORT_FAULTS, FaultApi, assert_transport_fault, simulator
+from tests.simulator.conftest import (
+    EVIL_POOL,
+    FAST,
+    TRANSPORT_FAULTS,
+    FaultApi,
+    assert_transport_fault,
+    inject_condition_faults,
+    simulator,
+)
 from tests.simulator.parity import missing_fields
 
 MODELS = ("A1246", "Q")
@@ -295,18 +303,13 @@ async def test_condition_faults_show_in_readings(sim: Simulator, faults: FaultAp
     await faults.clear(miner.ip, "power_spike")
 
     last = len(healthy.boards) - 1
-    await faults.inject(miner.ip, "dead_board", slot=last)
-    await faults.inject(miner.ip, "fan_stop")
-    await faults.inject(miner.ip, "overheat", extra_c=25.0)
-    await faults.inject(miner.ip, "pool_changed", url="stratum+tcp://evil.example:3333")
-    await faults.inject(miner.ip, "stale_shares")
-    miner.physics.updated_at -= 600  # ten minutes of physics pass at the next read
+    await inject_condition_faults(faults, miner, dead_slot=last)
     faulty = await reader.read()
     assert faulty.boards[last].hashrate_ths == 0 and faulty.boards[last].chips_ok == 0
     lost = healthy.boards[last].hashrate_ths or 0.0
     assert faulty.hashrate_ths == pytest.approx((healthy.hashrate_ths or 0.0) - lost, abs=0.01)
     assert set(faulty.fans_rpm) == {0}
-    assert faulty.pool_url == "stratum+tcp://evil.example:3333"
+    assert faulty.pool_url == EVIL_POOL
     if len(healthy.boards) > 1:  # a dead single-board machine runs cool whatever else happens
         assert (faulty.temp_max_c or 0) > (healthy.temp_max_c or 0) + 30
     await asyncio.sleep(0.2)

@@ -28,7 +28,14 @@ from gateway.simulator.miner import SimMiner
 from gateway.simulator.run import Simulator
 from tests.devices.badminer import free_port
 from tests.devices.capture import PROFILES, capture, ctx
-from tests.simulator.conftest import TRANSPORT_FAULTS, FaultApi, assert_transport_fault, simulator
+from tests.simulator.conftest import (
+    EVIL_POOL,
+    TRANSPORT_FAULTS,
+    FaultApi,
+    assert_transport_fault,
+    inject_condition_faults,
+    simulator,
+)
 from tests.simulator.parity import missing_fields
 
 STOCK_W = PROFILES.get("antminer_s19k_pro").modes[Mode.NORMAL].power_w
@@ -218,18 +225,13 @@ async def test_condition_faults_show_in_readings(
     await faults.inject(miner.ip, "power_spike", factor=1.3)
     assert (await driver.read()).power_w == pytest.approx((healthy.power_w or 0) * 1.3, abs=2)
     await faults.clear(miner.ip, "power_spike")
-    await faults.inject(miner.ip, "dead_board", slot=2)
-    await faults.inject(miner.ip, "fan_stop")
-    await faults.inject(miner.ip, "overheat", extra_c=25.0)
-    await faults.inject(miner.ip, "pool_changed", url="stratum+tcp://evil.example:3333")
-    await faults.inject(miner.ip, "stale_shares")
-    miner.physics.updated_at -= 600  # ten minutes of physics pass at the next read
+    await inject_condition_faults(faults, miner, dead_slot=2)
     faulty = await driver.read()
     assert faulty.boards[2].hashrate_ths == 0
     assert faulty.hashrate_ths == pytest.approx((healthy.hashrate_ths or 0) * 2 / 3, rel=0.05)
     assert set(faulty.fans_rpm) == {0}
     assert (faulty.temp_max_c or 0) > (healthy.temp_max_c or 0) + 30
-    assert faulty.pool_url == "stratum+tcp://evil.example:3333"
+    assert faulty.pool_url == EVIL_POOL
     await asyncio.sleep(0.3)
     assert (await driver.read()).accepted == faulty.accepted
 
