@@ -42,6 +42,7 @@ from gateway.energy.settlement_model import (
     NO_MONEY_NOTICE,
     Assignment,
     Credit,
+    DemandCharge,
     FacilityAdder,
     FeeSchedule,
     FixedFee,
@@ -60,6 +61,7 @@ __all__ = [
     "NO_MONEY_NOTICE",
     "Assignment",
     "Credit",
+    "DemandCharge",
     "EnergyFigure",
     "FacilityAdder",
     "FeeSchedule",
@@ -138,12 +140,32 @@ def settle(
     # Per-price figures only when the drafts show per-price lines: a real-time month has ~3,000 prices.
     by_group = _figures(alloc, by_group=True) if len(prices) <= fees.max_energy_lines else None
     costs = _energy_costs(alloc, prices)
+    demand = [
+        _demand_shares(columns, assignments, owner_of, dc, p, interval_s, chunk_rows)
+        for dc in fees.demand_charges
+    ]
     invoices = tuple(
-        _draft(customer, p, fees, prices, totals[o][0], None if by_group is None else by_group[o], costs[o])
+        _draft(
+            customer,
+            p,
+            fees,
+            prices,
+            totals[o][0],
+            None if by_group is None else by_group[o],
+            costs[o],
+            [(dc, shares[o], sum(shares)) for dc, shares in zip(fees.demand_charges, demand, strict=True)],
+        )
         for customer, o in owner_of.items()
     )
     places = fees.minor_units
     unassigned = totals[0][0]
+    host_demand = sum(
+        (
+            _demand_amount(dc, shares[0], sum(shares), host=True)
+            for dc, shares in zip(fees.demand_charges, demand, strict=True)
+        ),
+        Fraction(0),
+    )
     return Settlement(
         period=p,
         currency=fees.currency,
@@ -154,8 +176,64 @@ def settle(
         unassigned_energy_cost=round_half_even(costs[0], places),
         invoiced_total=round_half_even(sum((Fraction(inv.total) for inv in invoices), Fraction(0)), places),
         price_count=len(prices),
+        unassigned_demand_cost=round_half_even(host_demand, places),
         notice=NO_MONEY_NOTICE,
     )
+
+
+def _demand_shares(
+    columns: IntervalColumns,
+    assignments: Sequence[Assignment],
+    owner_of: dict[str, int],
+    dc: DemandCharge,
+    p: Period,
+    interval_s: int,
+    chunk_rows: int,
+) -> list[int]:
+    """Joules per owner (index 0: unassigned) inside the demand charge's peak window, split at ownership
+    changes exactly as the period's energy is (the same allocation code on the window's rows only)."""
+    if dc.window_start % interval_s or dc.window_end % interval_s:
+        raise ValueError(f"demand charge {dc.description!r}: peak window is not on the {interval_s} s grid")
+    if dc.window_start < p.start or dc.window_end > p.end:
+        raise ValueError(f"demand charge {dc.description!r}: peak window lies outside the period")
+    st = np.asarray(columns.interval_start)
+    rows = np.flatnonzero((st >= dc.window_start) & (st < dc.window_end))
+    window = IntervalColumns(
+        miner_ids=columns.miner_ids,
+        miner=np.asarray(columns.miner)[rows],
+        interval_start=st[rows],
+        joules=np.asarray(columns.joules)[rows],
+        covered_s=np.asarray(columns.covered_s)[rows],
+        uncovered_s=np.asarray(columns.uncovered_s)[rows],
+        estimated_s=np.asarray(columns.estimated_s)[rows],
+    )
+    timelines = build_timelines(
+        assignments,
+        start=dc.window_start,
+        end=dc.window_end,
+        owner_of=owner_of,
+        miner_ids=columns.miner_ids,
+    )
+    n_intervals = (dc.window_end - dc.window_start) // interval_s
+    alloc = allocate(
+        window,
+        timelines,
+        start=dc.window_start,
+        end=dc.window_end,
+        interval_s=interval_s,
+        group=np.zeros(n_intervals, dtype=np.int64),
+        n_owners=len(owner_of) + 1,
+        chunk_rows=chunk_rows,
+    )
+    return [int(x) for x in alloc.energy_j.sum(axis=1).tolist()]
+
+
+def _demand_amount(dc: DemandCharge, owner_j: int, window_j: int, *, host: bool = False) -> Fraction:
+    """An owner's exact share of a demand charge; a peak window without metered load is all the host's
+    (no customer caused it)."""
+    if window_j == 0:
+        return Fraction(dc.amount) if host else Fraction(0)
+    return Fraction(dc.amount) * owner_j / window_j
 
 
 def _price_groups(p: Period, price_fn: PriceFn, interval_s: int) -> tuple[list[Decimal], I64]:
@@ -223,6 +301,7 @@ def _draft(
     energy: EnergyFigure,
     by_group: Sequence[EnergyFigure] | None,
     energy_cost: Fraction,
+    demand: Sequence[tuple[DemandCharge, int, int]],
 ) -> InvoiceDraft:
     places = fees.minor_units
     cur = fees.currency
@@ -279,6 +358,12 @@ def _draft(
     for adder in fees.adders:
         exact = _per_kwh_amount(energy.energy_j, adder.per_kwh)
         line(LineKind.ADDER, adder.description, energy.kwh, "kWh", adder.per_kwh, exact, energy)
+    for dc, owner_j, window_j in demand:
+        window_s = dc.window_end - dc.window_start
+        coincident_kw = round_half_even(Fraction(owner_j, window_s * 1000), _KWH_PLACES)
+        site_kw = round_half_even(Fraction(window_j, window_s * 1000), _KWH_PLACES)
+        text = f"{dc.description}: your {coincident_kw} kW of the site's {site_kw} kW peak"
+        line(LineKind.DEMAND, text, coincident_kw, "kW", None, _demand_amount(dc, owner_j, window_j))
     for fee in fees.fixed_fees:
         if fee.customers is None or customer in fee.customers:
             line(LineKind.FIXED, fee.description, Decimal(1), "period", fee.amount, Fraction(fee.amount))

@@ -241,6 +241,28 @@ class Credit:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DemandCharge:
+    """A site demand charge (the utility's $/kW on the billing peak) passed through to customers.
+
+    Allocation is by coincident peak: each owner pays `amount` x (their joules in the peak window / the
+    site's joules in it). That is the share of the peak their load *caused*, so a customer who curtails
+    in the peak window pays less, and one who only ran off-peak pays nothing. The unassigned remainder's
+    share is the host's. `[window_start, window_end)` is the utility's demand interval (15/30/60 min)
+    in which the site peaked, on the settlement's interval grid."""
+
+    description: str
+    amount: Decimal
+    window_start: int
+    window_end: int
+
+    def __post_init__(self) -> None:
+        if _check_decimal("DemandCharge.amount", self.amount) < 0:
+            raise ValueError(f"demand charge {self.description!r}: amount must be >= 0")
+        if self.window_end <= self.window_start:
+            raise ValueError(f"demand charge {self.description!r}: empty peak window")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FeeSchedule:
     """The site's fee schedule for one period.
 
@@ -255,6 +277,7 @@ class FeeSchedule:
     service_fee_pct: Decimal = Decimal(0)
     tax_pct: Decimal = Decimal(0)
     credits: tuple[Credit, ...] = ()
+    demand_charges: tuple[DemandCharge, ...] = ()
     max_energy_lines: int = 12
 
     def __post_init__(self) -> None:

@@ -106,6 +106,7 @@ class LineKind(StrEnum):
     ENERGY = "energy"
     FACILITY = "facility"
     ADDER = "adder"
+    DEMAND = "demand"
     FIXED = "fixed"
     CREDIT = "credit"
     SERVICE = "service"
@@ -182,6 +183,7 @@ class Settlement:
     unassigned_energy_cost: Decimal
     invoiced_total: Decimal
     price_count: int = 0  # distinct energy prices in the period
+    unassigned_demand_cost: Decimal = Decimal(0)  # the host's share of demand charges (unassigned load)
     notice: str = NO_MONEY_NOTICE
 
     def as_record(self) -> dict[str, object]:
@@ -194,6 +196,7 @@ class Settlement:
             "unassigned_energy": self.unassigned_energy.as_record(),
             "site_energy_cost": str(self.site_energy_cost),
             "unassigned_energy_cost": str(self.unassigned_energy_cost),
+            "unassigned_demand_cost": str(self.unassigned_demand_cost),
             "invoiced_total": str(self.invoiced_total),
             "price_count": self.price_count,
             "notice": self.notice,

@@ -18,7 +18,9 @@ only: they are the data the test generates) and writes the specification out aga
   remainder's are its accounted (covered + uncovered) seconds.
 - Energy cost = sum over pieces of joules x price(interval) / 3,600,000, exactly.
 - Lines: energy (per distinct price of the period if there are at most `max_energy_lines`, else one),
-  facility (PUE: (factor - 1) x energy cost; adder: kWh x price), adders, fixed fees, credits (negative),
+  facility (PUE: (factor - 1) x energy cost; adder: kWh x price), adders, demand charge shares (the
+  charge x the owner's joules in its peak window / everyone's joules there, unassigned included; nothing
+  when the window has no energy), fixed fees, credits (negative),
   service fee (% of the rounded energy and facility lines), tax (% of all rounded lines above). Each
   amount rounded once, half to even, to cents (or the currency's minor unit). Total = sum of lines.
 """
@@ -92,6 +94,8 @@ def reference_settle(
         lambda: defaultdict(lambda: dict.fromkeys(FIELDS, 0))
     )
     cost: dict[str | None, Fraction] = defaultdict(Fraction)
+    demand_charges = list(getattr(fees, "demand_charges", ()))
+    in_window: list[dict[str | None, int]] = [defaultdict(int) for _ in demand_charges]
 
     for row in rows:
         s = row.interval_start
@@ -116,6 +120,9 @@ def reference_settle(
             cell["uncovered_s"] += (hi["accounted"] - lo["accounted"]) - (hi["covered_s"] - lo["covered_s"])
             cell["estimated_s"] += hi["estimated_s"] - lo["estimated_s"]
             cost[owner] += Fraction(piece_j) * Fraction(price[s]) / JOULES_PER_KWH
+            for k, charge in enumerate(demand_charges):
+                if charge.window_start <= s < charge.window_end:
+                    in_window[k][owner] += piece_j
 
     # Assigned miner-seconds, interval by interval.
     for a in assignments:
@@ -165,6 +172,10 @@ def reference_settle(
             lines.append(
                 ("adder", to_money(Fraction(joules) * Fraction(adder.per_kwh) / JOULES_PER_KWH, places))
             )
+        for k, charge in enumerate(demand_charges):
+            everyone = sum(in_window[k].values())
+            share = Fraction(charge.amount) * in_window[k][customer] / everyone if everyone else Fraction(0)
+            lines.append(("demand", to_money(share, places)))
         for fee in fees.fixed_fees:
             if fee.customers is None or customer in fee.customers:
                 lines.append(("fixed", to_money(Fraction(fee.amount), places)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -22,6 +22,7 @@ from gateway.energy.settlement import (
     NO_MONEY_NOTICE,
     Assignment,
     Credit,
+    DemandCharge,
     FacilityAdder,
     FeeSchedule,
     FixedFee,
@@ -562,7 +563,20 @@ def sites(draw: st.DrawFn) -> tuple[Site, object, FeeSchedule]:
             st.builds(RealTime, st.integers(0, 1000)),
         )
     )
-    return site, price_fn, draw(fee_schedules())
+    fees = draw(fee_schedules())
+    charges = []
+    for _ in range(draw(st.integers(0, 2))):
+        first = draw(st.integers(0, (end - start) // 900 - 1))
+        length = draw(st.sampled_from([1, 2, 4]))
+        charges.append(
+            DemandCharge(
+                description="peak demand",
+                amount=draw(st.decimals(min_value=0, max_value=5000, places=2)),
+                window_start=start + first * 900,
+                window_end=min(end, start + (first + length) * 900),
+            )
+        )
+    return site, price_fn, replace(fees, demand_charges=tuple(charges))
 
 
 def run(site: Site, price_fn: object, fees: FeeSchedule, **kw: int) -> Settlement:
@@ -624,6 +638,12 @@ def test_conservation_and_totals(case: tuple[Site, object, FeeSchedule]) -> None
         r.joules * r.estimated_s // r.covered_s for r in inside if r.covered_s
     )
     assert s.invoiced_total == sum((inv.total for inv in s.invoices), D(0))
+    # Demand charges: the customers' shares and the host's add up to each charge, up to one rounding
+    # (half a minor unit) per line.
+    charged = sum((dc.amount for dc in fees.demand_charges), D(0))
+    passed = sum((ln.amount for inv in s.invoices for ln in inv.lines if ln.kind is LineKind.DEMAND), D(0))
+    lines = sum(1 for inv in s.invoices for ln in inv.lines if ln.kind is LineKind.DEMAND) + 1
+    assert abs(passed + s.unassigned_demand_cost - charged) <= lines * D(1).scaleb(-fees.minor_units) / 2
 
 
 @settings(max_examples=60)
