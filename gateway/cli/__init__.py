@@ -9,8 +9,12 @@ import typer
 from gateway.cli.alerts import alerts_app
 from gateway.cli.devices import devices_app, profiles_app
 from gateway.cli.gateway_cmds import config_app, demo_command, inventory_app, run_command, status_command
+from gateway.cli.invoices import assign_command, invoices_app, settle_command
+from gateway.cli.reconcile import reconcile_app
 from gateway.cli.scan import scan_command
 from gateway.cli.simulate import simulate_app
+from gateway.cli.tariffs import prices_app, tariff_app
+from gateway.cli.verify import verify_command
 
 app = typer.Typer(
     name="hashinsight",
@@ -31,6 +35,13 @@ app.add_typer(profiles_app, name="profiles")
 app.add_typer(simulate_app, name="simulate", short_help="Serve virtual miners; inject faults and quirks.")
 app.add_typer(alerts_app, name="alerts")
 app.command("scan", short_help="Find and identify miners on a network.")(scan_command)
+app.add_typer(tariff_app, name="tariff", short_help="Import, show and activate tariffs.")
+app.add_typer(prices_app, name="prices", short_help="Import market prices for real-time tariffs.")
+app.command("assign", short_help="Change which customer owns miners, from an instant.")(assign_command)
+app.command("settle", short_help="Settle a month into invoice drafts with signed evidence.")(settle_command)
+app.add_typer(invoices_app, name="invoices", short_help="Show or export a settled month's drafts.")
+app.command("verify", short_help="Check signed evidence or a dispute package, offline.")(verify_command)
+app.add_typer(reconcile_app, name="reconcile", short_help="Meter or pool CSV vs our figures; open disputes.")
 
 
 def main() -> None:
