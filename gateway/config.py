@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -99,6 +100,46 @@ def _factory_credentials() -> dict[FirmwareFamily, MinerCredentials]:
     }
 
 
+class PerKwhFee(_Section):
+    description: str = Field(min_length=1, max_length=120, pattern=r"^[^=+\-@\t\r]")
+    per_kwh: Decimal = Field(ge=-10, le=10)
+
+
+class FixedFeeSetting(_Section):
+    description: str = Field(min_length=1, max_length=120, pattern=r"^[^=+\-@\t\r]")
+    amount: Decimal = Field(ge=-1_000_000, le=1_000_000)
+    customers: list[str] | None = None  # None: every invoiced customer
+
+
+class EnergySettings(_Section):
+    """[energy]: how customers are settled. Money as TOML strings ("0.0042") keeps it exact."""
+
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    demand_interval_min: Literal[15, 30, 60] = 15  # the utility's demand interval (tariffs say it in prose)
+    pass_through_demand: bool = True  # demand charges passed to customers by coincident peak
+    pue: Decimal | None = Field(default=None, ge=1, le=3)
+    facility_adder_per_kwh: Decimal | None = Field(default=None, ge=0, le=10)
+    adders: list[PerKwhFee] = Field(default_factory=list)
+    fixed_fees: list[FixedFeeSetting] = Field(default_factory=list)
+    service_fee_pct: Decimal = Field(default=Decimal(0), ge=0, le=100)
+    tax_pct: Decimal = Field(default=Decimal(0), ge=0, le=100)
+    carbon_kg_per_kwh: Decimal | None = Field(default=None, ge=0, le=2)  # kg CO2 per kWh (not lb/MWh)
+    carbon_factor_source: str = Field(default="", max_length=200)  # e.g. "EPA eGRID2022, subregion ERCT"
+    carbon_factor_year: int | None = Field(default=None, ge=1990, le=2100)  # the factor's data year
+    # How far back each 15-minute refresh of the site aggregates re-reads energy_15m (late energy lands).
+    site_energy_lookback_s: int = Field(default=172_800, ge=900, le=3_456_000)
+
+    @model_validator(mode="after")
+    def _one_facility_form(self) -> EnergySettings:
+        if self.pue is not None and self.facility_adder_per_kwh is not None:
+            raise ValueError("set pue or facility_adder_per_kwh, not both")
+        if self.carbon_kg_per_kwh is not None and (
+            not self.carbon_factor_source.strip() or self.carbon_factor_year is None
+        ):
+            raise ValueError("carbon_kg_per_kwh needs carbon_factor_source and carbon_factor_year")
+        return self
+
+
 class Settings(_Section):
     demo: bool = False
     data_dir: Path | None = None
@@ -110,6 +151,7 @@ class Settings(_Section):
     credentials: dict[FirmwareFamily, MinerCredentials] = Field(default_factory=_factory_credentials)
     notifications: NotificationSettings = NotificationSettings()
     rules: RulesSection = Field(default_factory=RulesSection)  # [rules]: overrides, pool allow-list
+    energy: EnergySettings = EnergySettings()
 
     @model_validator(mode="after")
     def _no_factory_passwords_on_a_site(self) -> Settings:

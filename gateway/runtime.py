@@ -36,6 +36,7 @@ from gateway.metering import INTERVAL_S, Meter
 from gateway.oslimits import raise_open_files_limit, tune_garbage_collector
 from gateway.polling import CycleStats, PollCoordinator
 from gateway.rules.catalog import Rule
+from gateway.site_energy_service import SiteEnergyService
 from gateway.store.state import InventoryRow, list_miners, open_state
 from gateway.store.telemetry import TelemetryStore, WriteBatch
 
@@ -112,7 +113,11 @@ class Gateway:
         self._reload_inventory(force=True)
         for row in self.store.query("SELECT miner_id, last_good_ts FROM miner_live"):
             self.poller.restore(row["miner_id"], row["last_good_ts"])
-        self._scheduler = build_scheduler(self.store, self.clock)
+        self.site_energy = SiteEnergyService(
+            self.settings, self.store, self.data_dir / "state.db", self.clock
+        )
+        self.site_energy.start()
+        self._scheduler = build_scheduler(self.store, self.clock, site_energy=self.site_energy.refresh)
         self._scheduler.start()
         self._api, self.api_port = await start_api(
             self, ApiConfig(host=self.settings.api.host, port=self.settings.api.port)

@@ -1,0 +1,221 @@
+"""The settlement commands end to end, through the real console script, on real state.db and DuckDB files:
+tariff import/activate, prices import, assign, settle, invoices show/export, verify."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from gateway.store.state import InventoryRow, open_state, upsert_miners
+from gateway.store.telemetry_schema import SCHEMA
+
+HASHINSIGHT = str(Path(sys.executable).with_name("hashinsight"))
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "energy"
+JUNE_1 = 1_717_218_000  # 2024-06-01 00:00 America/Chicago (CDT, UTC-5)
+JULY_1 = 1_719_810_000
+AUG_1 = 1_722_488_400
+
+FLAT_TOML = """
+name = "Host flat rate"
+[energy]
+type = "flat"
+rate_per_kwh = "0.05"
+[demand]
+rate_per_kw = "10"
+"""
+
+RT_TOML = """
+name = "ERCOT South real-time"
+[energy]
+type = "real-time"
+series = "HB_SOUTH"
+adder_per_kwh = "0.004"
+"""
+
+SITE_TOML = """
+[site]
+id = "site-test"
+timezone = "America/Chicago"
+[energy]
+pue = "1.05"
+tax_pct = "8.25"
+[[energy.fixed_fees]]
+description = "Rack space"
+amount = "100"
+"""
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HASHINSIGHT, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> tuple[Path, Path]:
+    """A data dir with three registered miners (no owner yet) and metered energy for June and July
+    2024: 3 kW each, every interval fully covered, miner m1 at 6 kW in one July interval."""
+    data = tmp_path / "data"
+    conn = open_state(data / "state.db")
+    upsert_miners(
+        conn,
+        [InventoryRow(id=f"m{i}", ip=f"127.0.0.{10 + i}", family="antminer") for i in range(3)],
+        now=JUNE_1 - 86_400 * 60,
+    )
+    conn.close()
+    duck = duckdb.connect(str(data / "telemetry.duckdb"))
+    duck.execute(SCHEMA)
+    duck.execute(
+        "INSERT INTO energy_15m SELECT 'm' || m, ? + i * 900, 3000 * 900, 900, 0, 0, 3000.0, 3000.0"
+        " FROM range(3) t(m), range(?) s(i)",
+        [JUNE_1, (AUG_1 - JUNE_1) // 900],
+    )
+    duck.execute(
+        "UPDATE energy_15m SET joules = 6000 * 900 WHERE miner_id = 'm1' AND interval_start = ?",
+        [JULY_1 + 7200],
+    )
+    duck.close()
+    config = tmp_path / "site.toml"
+    config.write_text(SITE_TOML)
+    return data, config
+
+
+def cli(site: tuple[Path, Path], *args: str) -> subprocess.CompletedProcess[str]:
+    data, config = site
+    return run(*args, "--data-dir", str(data), "--config", str(config))
+
+
+def test_a_month_settles_exports_and_verifies(site: tuple[Path, Path], tmp_path: Path) -> None:
+    tariff = tmp_path / "flat.toml"
+    tariff.write_text(FLAT_TOML)
+    r = cli(site, "tariff", "import", str(tariff))
+    assert r.returncode == 0, r.stderr
+    assert "tariff 1: Host flat rate" in r.stdout
+    assert cli(site, "tariff", "activate", "1", "--from", "2024-06-01").returncode == 0
+    assert cli(site, "assign", "m0", "m1", "--customer", "acme", "--from", "2024-06-01").returncode == 0
+    assert cli(site, "assign", "m2", "--customer", "bitfarm", "--from", "2024-06-01").returncode == 0
+    # m1 changes hands mid-month, off the 15-minute grid
+    r = cli(site, "assign", "m1", "--customer", "bitfarm", "--from", "2024-06-16T12:00:07-05:00")
+    assert r.returncode == 0, r.stderr
+
+    r = cli(site, "settle", "--period", "2024-06")
+    assert r.returncode == 0, r.stderr
+    assert "settled 2024-06 (revision 1)" in r.stdout and "never moves" in r.stdout
+    folder = site[0] / "settlements" / "2024-06-r1"
+    record = json.loads((folder / "settlement.json").read_text())
+    # 3 miners x 3 kW x 720 h = 6,480 kWh; all of it owned
+    assert record["site_energy"]["energy_j"] == 3 * 3000 * 900 * 2880
+    assert record["unassigned_energy"]["energy_j"] == 0
+    acme, bitfarm = record["invoices"]
+    m1_acme_s = 1_718_557_207 - JUNE_1  # seconds of June m1 spent with acme
+    assert acme["energy"]["energy_j"] == 3000 * 900 * 2880 + 3000 * m1_acme_s
+    assert acme["energy"]["energy_j"] + bitfarm["energy"]["energy_j"] == record["site_energy"]["energy_j"]
+    # Flat demand $10/kW on a 9 kW site peak = $90, split 2:1 by the load in the peak window (the first
+    # window at 9 kW is June 1 00:00, when m1 was acme's).
+    demand = {
+        inv["customer_id"]: [ln["amount"] for ln in inv["lines"] if ln["kind"] == "demand"]
+        for inv in record["invoices"]
+    }
+    assert demand == {"acme": ["60.00"], "bitfarm": ["30.00"]}
+    for inv in record["invoices"]:
+        assert sum(float(ln["amount"]) for ln in inv["lines"]) == pytest.approx(float(inv["total"]), abs=1e-9)
+        assert inv["notice"].startswith("Draft and evidence only")
+
+    r = cli(site, "invoices", "show", "--period", "2024-06", "--customer", "acme")
+    assert r.returncode == 0, r.stderr
+    assert "Demand charge" in r.stdout and "Rack space" in r.stdout and "Tax" in r.stdout
+
+    out = tmp_path / "export"
+    r = cli(site, "invoices", "export", "--period", "2024-06", "--format", "csv", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((out / "invoices.csv").open()))
+    assert {row["notice"] for row in rows} == {acme["notice"]}
+    assert [row["amount"] for row in rows if row["kind"] == "total"] == [acme["total"], bitfarm["total"]]
+    r = run("verify", str(out / "evidence.json"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    # tampering with a draft is caught
+    (out / "invoices.csv").write_text((out / "invoices.csv").read_text().replace(acme["total"], "1.00"))
+    r = run("verify", str(out / "evidence.json"))
+    assert r.returncode == 1 and "invoices.csv" in r.stdout + r.stderr
+
+    # settling again makes revision 2, revision 1 stays as it was
+    before = (folder / "invoices.csv").read_bytes()
+    assert cli(site, "settle", "--period", "2024-06").returncode == 0
+    assert (site[0] / "settlements" / "2024-06-r2" / "invoices.csv").exists()
+    assert (folder / "invoices.csv").read_bytes() == before
+
+
+def test_real_time_month_from_imported_ercot_prices(site: tuple[Path, Path], tmp_path: Path) -> None:
+    prices = FIXTURES / "prices" / "ercot_hb_south_15min_2024-06_2024-09.csv"
+    r = cli(site, "prices", "import", str(prices), "--series", "HB_SOUTH", "--format", "grid",
+            "--column", "HB_SOUTH_RTM")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "11712 new interval price(s)" in r.stdout
+    again = cli(site, "prices", "import", str(prices), "--series", "HB_SOUTH", "--format", "grid",
+                "--column", "HB_SOUTH_RTM")  # fmt: skip
+    assert "0 new interval price(s), 11712 already stored" in again.stdout
+    tariff = tmp_path / "rt.toml"
+    tariff.write_text(RT_TOML)
+    assert cli(site, "tariff", "import", str(tariff)).returncode == 0
+    assert cli(site, "tariff", "activate", "1", "--from", "2024-07-01").returncode == 0
+    assert cli(site, "assign", "m0", "m1", "m2", "--customer", "acme", "--from", "2024-07-01").returncode == 0
+    r = cli(site, "settle", "--period", "2024-07")
+    assert r.returncode == 0, r.stderr
+    record = json.loads((site[0] / "settlements" / "2024-07-r1" / "settlement.json").read_text())
+    (acme,) = record["invoices"]
+    energy = acme["lines"][0]
+    # July's 2,976 intervals carry 1,708 distinct real-time prices (+ adder): one line at their average
+    assert record["price_count"] == 1708
+    assert energy["kind"] == "energy" and "real-time prices (1708 prices" in energy["description"]
+    assert (site[0] / "settlements" / "2024-07-r1" / "inputs" / "prices-HB_SOUTH.csv").exists()
+
+
+def test_refusals_change_nothing(site: tuple[Path, Path], tmp_path: Path) -> None:
+    r = cli(site, "settle", "--period", "2024-13")
+    assert r.returncode == 2 and "YYYY-MM" in r.stderr
+    r = cli(site, "settle", "--period", "2024-06")
+    assert r.returncode == 1 and "no tariff in force in 2024-06" in r.stderr
+    bad = tmp_path / "bad.toml"
+    for text, message in (
+        ('name = "x"\n[energy]\ntype = "flat"\nrate_per_kwh = 0.05\n', "not a float"),
+        ('name = "=HYPERLINK(1)"\n[energy]\ntype = "flat"\nrate_per_kwh = "0.05"\n', "spreadsheet formula"),
+        ('name = "x"\n[energy]\ntype = "tou"\nperiods = { a = "0.1" }\n[[energy.windows]]\nperiod = "a"\n'
+         'start = "01:00"\nend = "02:00"\n', "time-of-use windows"),
+        ("\x00\x01garbage", "not valid TOML"),
+    ):  # fmt: skip
+        bad.write_text(text)
+        r = cli(site, "tariff", "import", str(bad))
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert "no tariffs imported" in cli(site, "tariff", "show").stdout
+    urdb = tmp_path / "truncated.json"
+    urdb.write_bytes((FIXTURES / "urdb" / "SCE_TOU-8__Option-D_Under-2-kV.json").read_bytes()[:5000])
+    r = cli(site, "tariff", "import", str(urdb))
+    assert r.returncode == 1 and "line" in r.stderr
+    # a price file that contradicts stored prices is refused whole
+    prices = tmp_path / "p.csv"
+    prices.write_text("ts,price_usd_per_mwh\n2024-06-01T00:00:00-05:00,20\n2024-06-01T00:15:00-05:00,21\n")
+    assert cli(site, "prices", "import", str(prices), "--series", "S", "--format", "ts").returncode == 0
+    prices.write_text("ts,price_usd_per_mwh\n2024-06-01T00:30:00-05:00,22\n2024-06-01T00:15:00-05:00,99\n")
+    r = cli(site, "prices", "import", str(prices), "--series", "S", "--format", "ts")
+    assert r.returncode == 1 and "nothing imported" in r.stderr
+    conn = open_state(site[0] / "state.db")
+    assert conn.execute("SELECT COUNT(*) FROM price_points").fetchone()[0] == 2
+    conn.close()
+    r = cli(site, "invoices", "show", "--period", "2024-06")
+    assert r.returncode == 1 and "not settled yet" in r.stderr
+
+
+def test_the_tariff_history_only_grows(site: tuple[Path, Path], tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "urdb" / "SCE_TOU-8__Option-D_Under-2-kV.json", tmp_path / "sce.json")
+    r = cli(site, "tariff", "import", str(tmp_path / "sce.json"))
+    assert r.returncode == 0, r.stderr
+    assert cli(site, "tariff", "activate", "1", "--from", "2024-07-01").returncode == 0
+    r = cli(site, "tariff", "activate", "1", "--from", "2024-06-01")
+    assert r.returncode == 1 and "must start later" in r.stderr
+    r = cli(site, "tariff", "show", "1")
+    assert r.returncode == 0 and "demand interval: 15 min" in r.stdout
