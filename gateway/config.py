@@ -111,6 +111,37 @@ class FixedFeeSetting(_Section):
     customers: list[str] | None = None  # None: every invoiced customer
 
 
+class ContractSetting(_Section):
+    """[[energy.contracts]]: contracted energy per local month and/or a demand limit, site-wide or for one
+    customer. Alerts at warn_pct (projected month-end) and crit_pct (actual)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    monthly_kwh: Decimal | None = Field(default=None, gt=0, le=10**9)
+    demand_limit_kw: Decimal | None = Field(default=None, gt=0, le=10**7)
+    customer_id: str | None = None
+    warn_pct: int = Field(default=80, ge=1, le=100)
+    crit_pct: int = Field(default=95, ge=1, le=200)
+
+
+class EnergyAlertsSetting(_Section):
+    """[energy.alerts]: price alerts. peak_lead_min 0 turns the TOU peak warning off; no price_high_per_kwh,
+    no real-time price alert (it clears below price_clear_below_per_kwh: the hysteresis band)."""
+
+    peak_lead_min: int = Field(default=30, ge=0, le=360)
+    peak_periods: list[str] | None = None  # default: the period with the highest rate
+    price_high_per_kwh: Decimal | None = None
+    price_clear_below_per_kwh: Decimal | None = None
+
+    @model_validator(mode="after")
+    def _band(self) -> EnergyAlertsSetting:
+        high, low = self.price_high_per_kwh, self.price_clear_below_per_kwh
+        if (high is None) != (low is None):
+            raise ValueError("set both price_high_per_kwh and price_clear_below_per_kwh, or neither")
+        if high is not None and low is not None and not low < high:
+            raise ValueError("price_clear_below_per_kwh must be below price_high_per_kwh")
+        return self
+
+
 class EnergySettings(_Section):
     """[energy]: how customers are settled. Money as TOML strings ("0.0042") keeps it exact."""
 
@@ -128,6 +159,8 @@ class EnergySettings(_Section):
     carbon_factor_year: int | None = Field(default=None, ge=1990, le=2100)  # the factor's data year
     # How far back each 15-minute refresh of the site aggregates re-reads energy_15m (late energy lands).
     site_energy_lookback_s: int = Field(default=172_800, ge=900, le=3_456_000)
+    contracts: list[ContractSetting] = Field(default_factory=list)
+    alerts: EnergyAlertsSetting = EnergyAlertsSetting()
 
     @model_validator(mode="after")
     def _one_facility_form(self) -> EnergySettings:

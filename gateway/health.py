@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from gateway.alerts.lifecycle import AlertLifecycle
@@ -23,6 +23,7 @@ from gateway.polling import PollCoordinator
 from gateway.rules.baselines import BaselineError, Baselines
 from gateway.rules.catalog import RuleTable
 from gateway.rules.engine import evaluate
+from gateway.rules.findings import Finding
 from gateway.rules.inputs import FleetFrame, IntendedState, MinerInput, Nominal
 from gateway.store.state import InventoryRow
 
@@ -40,6 +41,7 @@ class HealthMonitor:
         profiles: ProfileCatalog,
         baselines_path: Path,
         intended: Callable[[], Mapping[str, IntendedState]] | None = None,
+        extra_findings: Callable[[int, Collection[tuple[str, str]]], list[Finding]] | None = None,
     ) -> None:
         self.site_id = site_id
         self.rules = rules
@@ -47,6 +49,10 @@ class HealthMonitor:
         self.profiles = profiles
         self.baselines_path = baselines_path
         self.intended = intended or dict
+        # Site-level findings (contracts, prices) join the miners' in the *same* lifecycle.apply call:
+        # a tracked pair missing from an apply is "unknown" and pauses its clocks, so two applies per
+        # cycle would keep each other's alerts from ever resolving.
+        self.extra_findings = extra_findings
         self.baselines = self._load()
         self._nominals: dict[str, Nominal | None] = {}
         self.cycles = 0
@@ -96,12 +102,15 @@ class HealthMonitor:
             )
             for miner_id, row in inventory.items()
         ]
-        if not inputs:
+        pairs = self.lifecycle.pairs_needing_clear()
+        findings = self.extra_findings(now, pairs) if self.extra_findings is not None else []
+        if inputs:
+            frame = FleetFrame.from_inputs(inputs)
+            scores = self.baselines.observe(frame)
+            evaluation = evaluate(frame, scores, self.rules, now)
+            findings = [*evaluation.findings(pairs=pairs), *findings]
+        elif not findings:
             return []
-        frame = FleetFrame.from_inputs(inputs)
-        scores = self.baselines.observe(frame)
-        evaluation = evaluate(frame, scores, self.rules, now)
-        findings = evaluation.findings(pairs=self.lifecycle.pairs_needing_clear())
         events = self.lifecycle.apply(findings, now)
         self.cycles += 1
         if self.cycles % SAVE_EVERY_CYCLES == 0:

@@ -30,6 +30,8 @@ from gateway.devices.model import FirmwareFamily, MinerStatus, Sample, Source
 from gateway.devices.profiles import ProfileCatalog, load_profiles
 from gateway.devices.registry import make_driver
 from gateway.devices.rpc import RpcLimits
+from gateway.energy.energy_alerts import policy_lookup as energy_policy_lookup
+from gateway.energy_alert_source import EnergyAlertSource
 from gateway.health import HealthMonitor
 from gateway.jobs import build_scheduler
 from gateway.metering import INTERVAL_S, Meter
@@ -87,7 +89,7 @@ class Gateway:
         self.rule_table = self.settings.rules.table(known_models=[p.key for p in self.profiles])
         self.alerts = AlertLifecycle(
             self._state,
-            self._policy_for,
+            energy_policy_lookup(self._policy_for),
             enqueue=lambda conn, events, now: self.notifier.enqueue(conn, events, now),
         )
         self.notifier = Notifier(
@@ -103,6 +105,7 @@ class Gateway:
             lifecycle=self.alerts,
             profiles=self.profiles,
             baselines_path=self.data_dir / "baselines.npz",
+            extra_findings=lambda now, pairs: self.energy_alerts.findings(now, pairs),
         )
         retention_s = int(self.settings.storage.raw_retention_h * 3600)
         self.store = TelemetryStore(self.data_dir / "telemetry.duckdb", raw_retention_s=retention_s)
@@ -113,11 +116,16 @@ class Gateway:
         self._reload_inventory(force=True)
         for row in self.store.query("SELECT miner_id, last_good_ts FROM miner_live"):
             self.poller.restore(row["miner_id"], row["last_good_ts"])
-        self.site_energy = SiteEnergyService(
-            self.settings, self.store, self.data_dir / "state.db", self.clock
-        )
-        self.site_energy.start()
-        self._scheduler = build_scheduler(self.store, self.clock, site_energy=self.site_energy.refresh)
+        state_path = self.data_dir / "state.db"
+        self.site_energy = SiteEnergyService(self.settings, self.store, state_path, self.clock)
+        self.energy_alerts = EnergyAlertSource(self.settings, self.store, state_path, self.clock)
+        self.site_energy.start().add_done_callback(lambda _: self.energy_alerts.refresh())
+
+        def site_energy_job() -> None:
+            self.site_energy.refresh().result(timeout=600)
+            self.energy_alerts.refresh()
+
+        self._scheduler = build_scheduler(self.store, self.clock, site_energy=site_energy_job)
         self._scheduler.start()
         self._api, self.api_port = await start_api(
             self, ApiConfig(host=self.settings.api.host, port=self.settings.api.port)
