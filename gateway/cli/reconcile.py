@@ -1,9 +1,10 @@
 """`hashinsight reconcile meter | pool`: compare a utility-meter or pool-earnings CSV with our figures.
 
-Thin: read the files, call `gateway.energy` (import, reconcile, dispute), print. Where our figures come
-from is, for now, a CSV the operator passes (`--metered`, `--ours`); the gateway will supply them from
-telemetry later. Beyond tolerance, a signed dispute package (ZIP) is written and an open ticket recorded
-in state.db, package first. Exit status: 0 (report printed, disputes or not), 1 bad input, 2 usage.
+Thin: read the files, call `gateway.energy` (import, reconcile, dispute), print. Our metered energy per
+day comes from the gateway's daily site figures (or a CSV, `--metered`); our hashrate and hashprice per
+day for the pool side are a CSV for now (`--ours`). Beyond tolerance, a signed dispute package (ZIP) is
+written and an open ticket recorded in state.db, package first. Exit status: 0 (report printed, disputes
+or not), 1 bad input, 2 usage.
 """
 
 from __future__ import annotations
@@ -11,23 +12,29 @@ from __future__ import annotations
 import time
 import tomllib
 from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from gateway.cli.common import DataDirOption, data_dir, fail
 from gateway.config import ENV_CONFIG, ConfigError, Settings, load_settings
+from gateway.energy.aggregates import Level
 from gateway.energy.dispute import DisputePackage, meter_dispute, open_dispute, pool_dispute
 from gateway.energy.meter_csv import MeterMapping, read_day_table, read_meter_csv, read_metered_csv
 from gateway.energy.pool_csv import PRESETS, PoolMapping, generic_mapping, read_pool_csv
 from gateway.energy.pool_reconcile import DEFAULT_POOL_TOLERANCE_PCT, reconcile_pool
-from gateway.energy.reconcile import DEFAULT_TOLERANCES_PCT, meter_days, reconcile_meter
+from gateway.energy.reconcile import DEFAULT_TOLERANCES_PCT, MeteredDay, meter_days, reconcile_meter
 from gateway.energy.safe_csv import ImportRefused
 from gateway.site_key import SiteKeyError, load_or_create_site_key
+from gateway.store.site_energy import read_figures
 from gateway.store.state import StateError, open_state
 
 reconcile_app = typer.Typer(
@@ -142,13 +149,15 @@ def meter_command(
         ),
     ],
     metered: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--metered",
-            help="Our energy per site-local day, CSV `day,kwh,coverage_pct` (e.g. 2024-11-02,24010.5,99.8):"
-            " the site's energy_15m summed per local day, coverage = covered share of miner-time.",
+            help="Our energy per site-local day, CSV `day,kwh,coverage_pct` (e.g. 2024-11-02,24010.5,99.8)."
+            " Default: the gateway's own daily site figures (telemetry.duckdb in the data dir; stop the"
+            " gateway first, DuckDB allows one process).",
+            show_default=False,
         ),
-    ],
+    ] = None,
     tolerance: Annotated[
         list[str] | None,
         typer.Option(
@@ -185,10 +194,13 @@ def meter_command(
         days = meter_days(read_meter_csv(received, spec), spec.tz)
     except ImportRefused as err:
         fail(f"{file}: {err}")
-    try:
-        ours = read_metered_csv(_read(metered))
-    except ImportRefused as err:
-        fail(f"{metered}: {err}")
+    if metered is None:
+        ours = _metered_from_telemetry(data or settings.data_dir, list(days), spec.tz)
+    else:
+        try:
+            ours = read_metered_csv(_read(metered))
+        except ImportRefused as err:
+            fail(f"{metered}: {err}")
     report = reconcile_meter(
         days,
         ours,
@@ -208,6 +220,33 @@ def meter_command(
 
 
 @reconcile_app.command("pool")
+def _metered_from_telemetry(data: Path | None, days: list[date], tz: str) -> dict[date, MeteredDay]:
+    """Our daily site figures (gateway.store.site_energy) for the meter file's days, by local date."""
+    if not days:
+        return {}
+    path = data_dir(data) / "telemetry.duckdb"
+    if not path.exists():
+        fail(f"{path}: no telemetry here; pass --metered CSV or --data-dir")
+    zone = ZoneInfo(tz)
+    since = int(datetime.combine(min(days), clock_time(0), zone).timestamp())
+    until = int(datetime.combine(max(days) + timedelta(days=1), clock_time(0), zone).timestamp())
+    try:
+        conn = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as err:
+        fail(f"{path}: cannot open read-only ({err}); stop the gateway or pass --metered CSV")
+    try:
+        figures = read_figures(conn, Level.DAY, since, until)
+    finally:
+        conn.close()
+    out: dict[date, MeteredDay] = {}
+    for fig in figures:
+        day = datetime.fromtimestamp(fig.start, zone).date()
+        out[day] = MeteredDay(
+            energy_j=fig.energy.energy_j, coverage_pct=fig.energy.coverage_pct or Decimal(0)
+        )
+    return out
+
+
 def pool_command(
     file: Annotated[Path, typer.Argument(help="The pool's earnings CSV, as exported.")],
     preset: Annotated[
