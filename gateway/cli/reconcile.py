@@ -219,7 +219,6 @@ def meter_command(
         _dispute(package, now, settings, data, out_dir)
 
 
-@reconcile_app.command("pool")
 def _metered_from_telemetry(data: Path | None, days: list[date], tz: str) -> dict[date, MeteredDay]:
     """Our daily site figures (gateway.store.site_energy) for the meter file's days, by local date."""
     if not days:
@@ -247,6 +246,7 @@ def _metered_from_telemetry(data: Path | None, days: list[date], tz: str) -> dic
     return out
 
 
+@reconcile_app.command("pool")
 def pool_command(
     file: Annotated[Path, typer.Argument(help="The pool's earnings CSV, as exported.")],
     preset: Annotated[

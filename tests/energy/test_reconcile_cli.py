@@ -119,3 +119,32 @@ def test_pool_usage_errors(run) -> None:  # type: ignore[no-untyped-def]
     assert result.exit_code == 2 and "0..100" in result.output
     result = run(*POOL, str(FIXTURES / "braiins_daily_rewards.csv"), "--preset", "ocean")
     assert result.exit_code == 1 and "is this a ocean export?" in result.output
+
+
+def test_meter_against_the_gateways_own_daily_figures(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Without --metered, our side is the site_energy day figures in the data dir's telemetry.duckdb."""
+    from gateway.store.site_energy import refresh_site_energy
+    from gateway.store.telemetry import TelemetryStore
+
+    start = 1_730_523_600  # 2024-11-02 00:00 CDT
+    end = 1_730_786_400  # 2024-11-05 00:00 CST (the 3rd has 25 hours)
+    store = TelemetryStore(tmp_path / "telemetry.duckdb")
+    try:
+        store.run(
+            lambda conn: conn.execute(
+                "INSERT INTO energy_15m SELECT 'm' || m, ? + i * 900, 250000 * 900, 900, 0, 0, 250000.0,"
+                " 250000.0 FROM range(4) t(m), range(?) s(i)",
+                [start, (end - start) // 900],
+            )
+        ).result()
+        store.run(
+            lambda conn: refresh_site_energy(conn, since=start, until=end, now=end, tz="America/Chicago")
+        ).result()
+    finally:
+        store.close()
+    result = run(
+        "reconcile", "meter", str(FIXTURES / "meter_interval_hourly_chicago.csv"),
+        "--mapping", str(FIXTURES / "meter_mapping_chicago.toml"), "--no-dispute",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "25000.000" in result.output  # our 25-hour day at 1 MW, read from the gateway's figures
