@@ -7,6 +7,7 @@ import sys
 import typer
 
 from gateway.cli.alerts import alerts_app
+from gateway.cli.curtail import curtail_app
 from gateway.cli.devices import devices_app, profiles_app
 from gateway.cli.gateway_cmds import config_app, demo_command, inventory_app, run_command, status_command
 from gateway.cli.invoices import assign_command, invoices_app, settle_command
@@ -34,6 +35,7 @@ app.add_typer(devices_app, name="devices")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(simulate_app, name="simulate", short_help="Serve virtual miners; inject faults and quirks.")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(curtail_app, name="curtail")
 app.command("scan", short_help="Find and identify miners on a network.")(scan_command)
 app.add_typer(tariff_app, name="tariff", short_help="Import, show and activate tariffs.")
 app.add_typer(prices_app, name="prices", short_help="Import market prices for real-time tariffs.")
