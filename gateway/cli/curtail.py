@@ -401,3 +401,8 @@ def plan_command(
         local = datetime.fromtimestamp(p.start, zone)
         typer.echo(f"{local:%Y-%m-%d %H:%M}  {p.price_per_kwh:>10.4f}{mark}  {counts}  {p.reason}")
 
+
+# `show | apply | override` live beside the executor's code; they join this group here.
+from gateway.cli.curtail_ops import register  # noqa: E402
+
+register(curtail_app)
