@@ -15,7 +15,7 @@ from gateway.cli.reconcile import reconcile_app
 from gateway.cli.scan import scan_command
 from gateway.cli.simulate import simulate_app
 from gateway.cli.tariffs import prices_app, tariff_app
-from gateway.cli.verify import verify_command
+from gateway.cli.verify import site_key_command, verify_command
 
 app = typer.Typer(
     name="hashinsight",
@@ -43,6 +43,7 @@ app.command("assign", short_help="Change which customer owns miners, from an ins
 app.command("settle", short_help="Settle a month into invoice drafts with signed evidence.")(settle_command)
 app.add_typer(invoices_app, name="invoices", short_help="Show or export a settled month's drafts.")
 app.command("verify", short_help="Check signed evidence or a dispute package, offline.")(verify_command)
+app.command("site-key", short_help="The site's public key, for verify --trusted-key.")(site_key_command)
 app.add_typer(reconcile_app, name="reconcile", short_help="Meter or pool CSV vs our figures; open disputes.")
 
 

@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
-from gateway.cli.common import fail
+from gateway.cli.common import DataDirOption, data_dir, fail
 from gateway.energy.evidence_package import verify_file
+from gateway.site_key import SiteKeyError, load_or_create_site_key
 from shared.signing import key_id_of
 
 
@@ -74,3 +75,15 @@ def verify_command(
             typer.echo(f"  problem: {problem}")
     if not result.ok:
         raise typer.Exit(1)
+
+
+def site_key_command(data: DataDirOption = None) -> None:
+    """Print this site's public key and key id: what clients pass to `hashinsight verify --trusted-key`
+    to prove an export came from this site. The key is created at first use; its private half never
+    leaves the data directory."""
+    try:
+        key = load_or_create_site_key(data_dir(data))
+    except SiteKeyError as err:
+        fail(str(err))
+    typer.echo(f"key id:     {key.key_id}")
+    typer.echo(f"public key: {key.public_key_b64}")

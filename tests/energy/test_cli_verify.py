@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.energy.evidence import build_evidence, input_from_bytes
+from gateway.site_key import load_or_create_site_key
 from shared.signing import SigningKey
 
 KEY = SigningKey.generate()
@@ -137,3 +138,15 @@ def test_the_installed_console_script(export: Path) -> None:
     )
     assert done.returncode == 1 and "output 'invoice.csv': content differs" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_site_key_prints_what_verify_trusts(tmp_path: Path) -> None:
+    """`hashinsight site-key` prints the public key that makes `verify --trusted-key` pass."""
+    exe = str(Path(sys.executable).with_name("hashinsight"))
+    out = subprocess.run(
+        [exe, "site-key", "--data-dir", str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    lines = dict(line.split(":", 1) for line in out.stdout.splitlines())
+    key = load_or_create_site_key(tmp_path)
+    assert lines["public key"].strip() == key.public_key_b64
+    assert lines["key id"].strip() == key.key_id
