@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -173,6 +174,50 @@ class EnergySettings(_Section):
         return self
 
 
+class CurtailSettings(_Section):
+    """[curtail]: the running gateway plans curtailment every `replan_interval_s` from the prices stored
+    under `price_series` (`hashinsight prices import`) and carries the plan out on the miners.
+
+    Off by default: sleeping miners is a decision a site makes, never a side effect of an upgrade. Periods
+    are 15 minutes (the price intervals'). Money as TOML strings ("0.045") keeps it exact; 4CP windows are
+    TOML datetimes with an offset, `[[2026-08-20T16:00:00-05:00, 2026-08-20T17:00:00-05:00]]`."""
+
+    enabled: bool = False
+    price_series: str = Field(default="", max_length=64, pattern=r"^([^=+\-@\t\r].*)?$")
+    horizon_periods: int = Field(default=96, ge=1, le=672)  # 15-minute periods planned ahead
+    replan_interval_s: int = Field(default=900, ge=60, le=86_400)
+    hashprice_usd_per_th_day: Decimal = Field(default=Decimal("0.045"), ge=0, le=100)
+    pool_fee: Decimal = Field(default=Decimal("0.02"), ge=0, lt=1)
+    pue: Decimal = Field(default=Decimal("1.0"), ge=1, le=3)
+    adder_per_kwh: Decimal = Field(default=Decimal(0), ge=-10, le=10)
+    site_cap_kw: float | None = Field(default=None, gt=0)
+    ramp_kw_per_period: float | None = Field(default=None, gt=0)
+    min_on_periods: int = Field(default=4, ge=1, le=96)
+    min_off_periods: int = Field(default=4, ge=1, le=96)
+    cp_windows: list[tuple[datetime, datetime]] = Field(default_factory=list, max_length=1000)
+    cp_charge_per_kw: Decimal = Field(default=Decimal(0), ge=0, le=10_000)
+    cp_max_kw: float | None = Field(default=None, ge=0)  # site load cap inside a 4CP window
+    fail_policy: dict[Literal["price_feed", "planner", "dr_signal"], Literal["hold", "curtail", "resume"]] = (
+        Field(default_factory=dict)
+    )
+    solver: Literal["highs", "cbc"] = "highs"
+    time_limit_s: float = Field(default=10.0, gt=0, le=300)
+    batch_size: int = Field(default=10, ge=1, le=1000)  # miners switched at once
+    batch_gap_s: float = Field(default=5.0, ge=0, le=600)
+    verify_window_s: int = Field(default=900, ge=1, le=7200)  # telemetry must show a change by then
+
+    @model_validator(mode="after")
+    def _usable(self) -> CurtailSettings:
+        if self.enabled and not self.price_series:
+            raise ValueError("enabled curtailment needs price_series (the name given to `prices import`)")
+        for n, (start, end) in enumerate(self.cp_windows):
+            if start.tzinfo is None or end.tzinfo is None:
+                raise ValueError(f"cp_windows[{n}]: write times with their UTC offset (e.g. -05:00)")
+            if not start < end:
+                raise ValueError(f"cp_windows[{n}]: the start must be before the end")
+        return self
+
+
 class Settings(_Section):
     demo: bool = False
     data_dir: Path | None = None
@@ -185,6 +230,7 @@ class Settings(_Section):
     notifications: NotificationSettings = NotificationSettings()
     rules: RulesSection = Field(default_factory=RulesSection)  # [rules]: overrides, pool allow-list
     energy: EnergySettings = EnergySettings()
+    curtail: CurtailSettings = CurtailSettings()  # [curtail]: the running gateway's curtailment
 
     @model_validator(mode="after")
     def _no_factory_passwords_on_a_site(self) -> Settings:

@@ -25,6 +25,8 @@ from gateway.alerts.notify import Notifier
 from gateway.api import ApiConfig, start_api
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
+from gateway.curtail.executor import Executor
+from gateway.curtail_service import CurtailService, executor_settings
 from gateway.devices.driver import BaseDriver, Credentials, DriverContext, Endpoint
 from gateway.devices.model import FirmwareFamily, MinerStatus, Sample, Source
 from gateway.devices.profiles import ProfileCatalog, load_profiles
@@ -74,6 +76,7 @@ class Gateway:
         self._state: sqlite3.Connection | None = None
         self._data_version = -1
         self._drivers: dict[str, BaseDriver] = {}
+        self.curtail: CurtailService | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -99,6 +102,9 @@ class Gateway:
             clock=self.clock,
             is_suppressed=self.alerts.is_suppressed,
         )
+        # The executor exists even with curtailment off: its intentions (e.g. from `curtail apply`) are what
+        # the rules engine must know so that a planned sleep raises no alert.
+        self.executor = Executor(self._state, {}, self.clock, executor_settings(self.settings.curtail))
         self.health = HealthMonitor(
             site_id=self.site_id,
             rules=self.rule_table,
@@ -106,6 +112,7 @@ class Gateway:
             profiles=self.profiles,
             baselines_path=self.data_dir / "baselines.npz",
             extra_findings=lambda now, pairs: self.energy_alerts.findings(now, pairs),
+            intended=self.executor.intended_states,
         )
         retention_s = int(self.settings.storage.raw_retention_h * 3600)
         self.store = TelemetryStore(self.data_dir / "telemetry.duckdb", raw_retention_s=retention_s)
@@ -116,6 +123,16 @@ class Gateway:
         self._reload_inventory(force=True)
         for row in self.store.query("SELECT miner_id, last_good_ts FROM miner_live"):
             self.poller.restore(row["miner_id"], row["last_good_ts"])
+        if self.settings.curtail.enabled:
+            self.curtail = CurtailService(
+                self.settings.curtail,
+                conn=self._state,
+                executor=self.executor,
+                clock=self.clock,
+                profiles=self.profiles,
+                inventory=lambda: self.inventory,
+                poller=self.poller,
+            )
         state_path = self.data_dir / "state.db"
         self.site_energy = SiteEnergyService(self.settings, self.store, state_path, self.clock)
         self.energy_alerts = EnergyAlertSource(self.settings, self.store, state_path, self.clock)
@@ -140,6 +157,8 @@ class Gateway:
             asyncio.create_task(self._watch_inventory(), name="inventory"),
             asyncio.create_task(self.notifier.run(self._stop), name="notifier"),
         ]
+        if self.curtail is not None:
+            self._tasks.append(asyncio.create_task(self.curtail.run(self._stop), name="curtail"))
 
     async def stop(self) -> None:
         self._stop.set()
@@ -148,6 +167,8 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.curtail is not None:
+            await self.curtail.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         if self._api is not None:
@@ -174,6 +195,11 @@ class Gateway:
     def _on_cycle(self, samples: list[Sample], stats: CycleStats) -> None:
         energy = self.meter.feed(samples)
         self.store.submit(WriteBatch(samples, energy))
+        if self.curtail is not None:
+            try:  # starts the executor's tick as its own task: read-back can take minutes
+                self.curtail.on_cycle()
+            except Exception:
+                log.exception("curtailment could not start this cycle's tick; it runs again next cycle")
         try:
             events = self.health.evaluate_cycle(self.poller, self.inventory, int(self.clock.now()))
         except Exception:  # a rules bug must never stop polling or storage
@@ -231,6 +257,7 @@ class Gateway:
         self._drivers = drivers
         self.inventory = rows
         self.poller.set_drivers(drivers)
+        self.executor.set_drivers(drivers)
         if not force:
             log.info("inventory changed: %d miners", len(rows))
 

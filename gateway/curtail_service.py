@@ -1,0 +1,414 @@
+"""The running gateway's curtailment loop: plan on a schedule, carry the plan out every poll cycle.
+
+Two rhythms, kept apart on purpose:
+
+- planning (`CurtailService.run`): every `replan_interval_s`, on demand (`request_replan`, the API's
+  POST /api/curtail/replan), when the fleet's classes change, and when a real price arrives for a
+  period the current plan had to forecast. The request is built on the event loop (state.db has one
+  connection, owned by this thread) and solved in a worker thread, because the solver takes seconds and
+  the poller must never wait for it.
+- execution (`on_cycle`, called from `Gateway._on_cycle`): hands the poller's latest samples to
+  `Executor.tick` as its own task. A tick reads back every control it sends, which on real Antminers
+  takes a minute per batch, so the cycle callback never awaits it; while one tick runs, later cycles
+  start none (the executor is idempotent, the next cycle after it catches up).
+
+When an input fails - no stored price covers the current period (feed stale), or there is no usable
+plan (the planner failed, or the plan ran out) - `fail_policy.decide` chooses hold, curtail or resume,
+and that is what the executor is given; the reason is logged once per change and shown by the API.
+
+The current plan lives in memory: migration 0007 (the executor's tables) has no place for plans, so a
+restarted gateway plans afresh at its first cycle (the executor's per-miner memory *is* in state.db,
+so the miners' intended states survive the restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from gateway.clock import Clock
+from gateway.config import CurtailSettings
+from gateway.curtail.economics import Economics
+from gateway.curtail.executor import Executor
+from gateway.curtail.executor_model import ExecutorSettings, FleetMember, member_for
+from gateway.curtail.executor_select import SelectionSettings
+from gateway.curtail.fail_policy import FailPolicy, Input, decide
+from gateway.curtail.forecast import fill_prices
+from gateway.curtail.plan_model import MinerClass, Plan
+from gateway.curtail.planner_model import PlanRequest, Window
+from gateway.curtail.planner_solve import make_plan
+from gateway.devices.model import Mode
+from gateway.devices.profiles import MinerProfile, ProfileCatalog
+from gateway.energy.tariffs import PriceSeries, TariffError
+from gateway.polling import Availability, PollCoordinator
+from gateway.store.energy_state import load_prices
+from gateway.store.state import InventoryRow
+
+log = logging.getLogger(__name__)
+
+PERIOD_S = 900  # prices come in whole 15-minute intervals, so the plan's periods are 15 minutes
+HISTORY_S = 7 * 86_400  # the forecast looks at the same time of day over the last week
+RETRY_AFTER_FAILURE_S = 60.0  # a failed plan is not retried every poll cycle (the log would flood)
+MODE = Mode.NORMAL  # the mode a running miner is planned at; other modes are a follow-up
+
+
+class PlanningError(RuntimeError):
+    """No plan could be made; the one-line message says why (no prices, no classes, solver crash)."""
+
+
+# --- pure pieces -------------------------------------------------------------------------------------
+
+
+def executor_settings(cfg: CurtailSettings) -> ExecutorSettings:
+    """The executor's per-miner minimum on/off times are the planner's, in seconds, less half a period.
+
+    The plan counts whole periods, but its actions land some seconds into a period (a tick waits for a
+    poll cycle and read-backs), so a miner switched late in period t and planned to switch back early
+    in period t + n has had slightly less than n periods. Requiring the full n x 900 s would make the
+    executor refuse exactly the plan it was given; half a period of slack keeps the intent (no
+    switching inside one period) and lets it follow the plan."""
+    return ExecutorSettings(
+        selection=SelectionSettings(
+            min_on_s=cfg.min_on_periods * PERIOD_S - PERIOD_S // 2,
+            min_off_s=cfg.min_off_periods * PERIOD_S - PERIOD_S // 2,
+        ),
+        batch_size=cfg.batch_size,
+        batch_gap_s=cfg.batch_gap_s,
+        verify_window_s=cfg.verify_window_s,
+    )
+
+
+def policy_from_settings(cfg: CurtailSettings) -> FailPolicy:
+    """The configured responses; the 4CP windows are the known peaks a failure must never hold through."""
+    base = FailPolicy.from_mapping({str(k): v for k, v in cfg.fail_policy.items()})
+    windows = tuple((int(a.timestamp()), int(b.timestamp())) for a, b in cfg.cp_windows)
+    return dataclasses.replace(base, must_curtail_windows=windows)
+
+
+def class_key(profile: MinerProfile) -> str:
+    return f"{profile.key}|{MODE.value}"
+
+
+def classes_of(profiles_by_miner: Mapping[str, MinerProfile]) -> tuple[MinerClass, ...]:
+    """One class per firmware profile (model) at the planned mode, counted over the given miners."""
+    counts = Counter(p.key for p in profiles_by_miner.values())
+    by_key = {p.key: p for p in profiles_by_miner.values()}
+    return tuple(
+        MinerClass(
+            key=class_key(by_key[key]),
+            model=key,
+            mode=MODE.value,
+            count=counts[key],
+            ths_per_miner=by_key[key].mode(MODE).hashrate_ths,
+            kw_per_miner=by_key[key].mode(MODE).power_w / 1000,
+        )
+        for key in sorted(counts)
+    )
+
+
+def known_prices(series: PriceSeries) -> dict[int, Decimal]:
+    """Stored prices per 15-minute period start (an hourly price holds for its four quarters)."""
+    known: dict[int, Decimal] = {}
+    for start, price in zip(series.starts, series.prices_per_kwh, strict=True):
+        for k in range(series.interval_s // PERIOD_S):
+            known[start + k * PERIOD_S] = price
+    return known
+
+
+def _recent(previous: Plan | None, start: int, key: str, back: int, sign: int) -> tuple[int, ...]:
+    """Miners of `key` the previous plan started (sign 1) or stopped (-1) in the `back` periods before
+    `start`, oldest first: what lets minimum on/off times carry across a re-plan."""
+    if previous is None or back <= 0:
+        return ()
+    on = {p.start: p.on_by_class.get(key, 0) for p in previous.periods}
+    return tuple(
+        max(0, sign * (on[ts] - on[ts - PERIOD_S])) if ts in on and ts - PERIOD_S in on else 0
+        for ts in range(start - back * PERIOD_S, start, PERIOD_S)
+    )
+
+
+def build_request(
+    *,
+    cfg: CurtailSettings,
+    classes: tuple[MinerClass, ...],
+    known: Mapping[int, Decimal],
+    start: int,
+    initial_on: Mapping[str, int],
+    previous: Plan | None = None,
+) -> PlanRequest:
+    """The planning problem from `start` (a period boundary): stored prices where they exist (real-time or
+    day-ahead), the documented same-time-of-day forecast elsewhere (`forecast.fill_prices`)."""
+    starts = tuple(start + t * PERIOD_S for t in range(cfg.horizon_periods))
+    end = starts[-1] + PERIOD_S
+    # Every stored price is information in hand, however far ahead it lies: `now` = the last start.
+    prices, flags = fill_prices(known=known, starts=starts, now=starts[-1])
+    windows = tuple(
+        Window(
+            start=int(a.timestamp()),
+            end=int(b.timestamp()),
+            kind="4cp",
+            max_kw=cfg.cp_max_kw,
+            charge_per_kw=cfg.cp_charge_per_kw,
+        )
+        for a, b in cfg.cp_windows
+        if int(a.timestamp()) < end and int(b.timestamp()) > start
+    )
+    return PlanRequest(
+        classes=classes,
+        start=start,
+        period_s=PERIOD_S,
+        prices_per_kwh=prices,
+        forecast=flags,
+        hashprice=(cfg.hashprice_usd_per_th_day,) * len(starts),
+        economics=Economics(pool_fee=cfg.pool_fee, pue=cfg.pue, adder_per_kwh=cfg.adder_per_kwh),
+        site_cap_kw=cfg.site_cap_kw,
+        windows=windows,
+        ramp_kw_per_period=cfg.ramp_kw_per_period,
+        min_on_periods=cfg.min_on_periods,
+        min_off_periods=cfg.min_off_periods,
+        initial_on={c.key: min(max(initial_on.get(c.key, 0), 0), c.count) for c in classes},
+        recent_starts={c.key: _recent(previous, start, c.key, cfg.min_on_periods - 1, 1) for c in classes},
+        recent_stops={c.key: _recent(previous, start, c.key, cfg.min_off_periods - 1, -1) for c in classes},
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Targets:
+    """What the executor is given this cycle, and why (`source` plan | fail_policy)."""
+
+    on_by_class: Mapping[str, int]
+    source: str
+    reason: str
+    failed: tuple[Input, ...] = ()
+
+
+def choose_targets(
+    *,
+    plan: Plan | None,
+    now: int,
+    price_known: bool,
+    planner_ok: bool,
+    believed_on: Mapping[str, int],
+    full_on: Mapping[str, int],
+    policy: FailPolicy,
+) -> Targets:
+    """The plan's period covering `now` while every input is healthy; otherwise the fail policy's answer."""
+    failed: list[Input] = []
+    if not price_known:
+        failed.append(Input.PRICE_FEED)
+    period = plan.target_at(now) if plan is not None else None
+    if period is None or not planner_ok:
+        failed.append(Input.PLANNER)
+    if failed:
+        decision = decide(failed, policy, now, current_on=believed_on, full_on=full_on)
+        return Targets(
+            on_by_class=dict(decision.on_by_class or {}),
+            source="fail_policy",
+            reason=decision.reason,
+            failed=tuple(failed),
+        )
+    assert period is not None
+    return Targets(on_by_class=dict(period.on_by_class), source="plan", reason=period.reason)
+
+
+# --- the service --------------------------------------------------------------------------------------
+
+
+class CurtailService:
+    def __init__(
+        self,
+        cfg: CurtailSettings,
+        *,
+        conn: sqlite3.Connection,
+        executor: Executor,
+        clock: Clock,
+        profiles: ProfileCatalog,
+        inventory: Callable[[], Mapping[str, InventoryRow]],
+        poller: PollCoordinator,
+    ) -> None:
+        self.cfg = cfg
+        self.conn = conn
+        self.executor = executor
+        self.clock = clock
+        self.profiles = profiles
+        self.policy = policy_from_settings(cfg)
+        self._inventory = inventory
+        self._poller = poller
+        self.plan: Plan | None = None
+        self.planner_ok = True
+        self.last_error: str | None = None
+        self.last_targets: Targets | None = None
+        self._wake = asyncio.Event()
+        self._plan_lock = asyncio.Lock()
+        self._tick_task: asyncio.Task[None] | None = None
+        self._price_replan_for: int | None = None
+        self._failed_mono: float | None = None
+
+    # --- fleet ---------------------------------------------------------------------------------------
+
+    def _profiles_by_miner(self) -> dict[str, MinerProfile]:
+        out: dict[str, MinerProfile] = {}
+        for miner_id, row in self._inventory().items():
+            if row.profile_key:
+                with contextlib.suppress(KeyError):
+                    out[miner_id] = self.profiles.get(row.profile_key)
+        return out
+
+    def members(self) -> list[FleetMember]:
+        """Each inventory miner's latest poll sample and figures; no profile, no class (left alone)."""
+        profiles = self._profiles_by_miner()
+        states = self._poller.states()
+        now = self.clock.now()
+        return [
+            member_for(
+                miner_id,
+                class_key(profile) if (profile := profiles.get(miner_id)) else None,
+                state.last_sample if (state := states.get(miner_id)) else None,
+                profile,
+                mode=MODE,
+                reachable=self._poller.availability(miner_id, now) in (Availability.OK, Availability.FAILING),
+            )
+            for miner_id in self._inventory()
+        ]
+
+    @staticmethod
+    def _full_on(members: Sequence[FleetMember]) -> dict[str, int]:
+        return dict(Counter(m.class_key for m in members if m.class_key is not None))
+
+    # --- planning ------------------------------------------------------------------------------------
+
+    def request_replan(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Re-plan every `replan_interval_s` and whenever asked; a failure is logged, never fatal."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.cfg.replan_interval_s)
+            self._wake.clear()
+            if stop.is_set():
+                return
+            if not any(s.last_sample for s in self._poller.states().values()):
+                continue  # nothing read yet: the first cycle asks again
+            with contextlib.suppress(PlanningError):
+                await self.replan()
+
+    async def replan(self) -> Plan:
+        """Plan from the current period; keeps and returns the new plan, or raises PlanningError (and the
+        fail policy takes over until a plan succeeds)."""
+        async with self._plan_lock:
+            try:
+                plan = await self._replan()
+            except PlanningError as err:
+                self.planner_ok, self.last_error = False, str(err)
+                self._failed_mono = self.clock.monotonic()
+                log.warning("curtailment planning failed: %s", err)
+                raise
+            self.plan, self.planner_ok, self.last_error = plan, True, None
+            log.info("curtailment plan %s (%s, %.2f s): %s", plan.status, plan.solver, plan.solve_s,
+                     plan.explanation)  # fmt: skip
+            return plan
+
+    async def _replan(self) -> Plan:
+        now = int(self.clock.now())
+        start = now - now % PERIOD_S
+        members = self.members()
+        classes = classes_of(self._profiles_by_miner())
+        if not classes:
+            raise PlanningError("no inventory miner has a firmware profile: nothing to plan")
+        try:
+            series = load_prices(
+                self.conn,
+                self.cfg.price_series,
+                start - HISTORY_S,
+                start + self.cfg.horizon_periods * PERIOD_S,
+            )
+            request = build_request(
+                cfg=self.cfg,
+                classes=classes,
+                known=known_prices(series),
+                start=start,
+                initial_on=self.executor.believed_on(members),
+                previous=self.plan,
+            )
+        except (TariffError, ValueError) as err:
+            raise PlanningError(str(err)) from err
+        try:
+            return await asyncio.to_thread(
+                make_plan, request, now=now, solver=self.cfg.solver, time_limit_s=self.cfg.time_limit_s
+            )
+        except Exception as err:  # make_plan falls back by itself; anything else is a bug to report
+            raise PlanningError(f"planner crashed: {type(err).__name__}: {err}") from err
+
+    def _price_known(self, now: int) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM price_points WHERE series = ? AND start <= ? AND start + interval_s > ? LIMIT 1",
+            (self.cfg.price_series, now, now),
+        ).fetchone()
+        return row is not None
+
+    # --- execution -----------------------------------------------------------------------------------
+
+    def on_cycle(self) -> None:
+        """Called at the end of each poll cycle, on the event loop; returns at once."""
+        now = int(self.clock.now())
+        members = self.members()
+        if self._replan_wanted(now, members):
+            self.request_replan()
+        if self._tick_task is not None and not self._tick_task.done():
+            return
+        self._tick_task = asyncio.create_task(self._tick(members, now), name="curtail-tick")
+
+    def _replan_wanted(self, now: int, members: Sequence[FleetMember]) -> bool:
+        """No plan yet, the fleet changed under the plan, or a real price replaced a forecast one."""
+        if self._plan_lock.locked():
+            return False
+        failed = self._failed_mono
+        if failed is not None and self.clock.monotonic() - failed < RETRY_AFTER_FAILURE_S:
+            return False  # the schedule, an operator or the next minute tries again
+        if self.plan is None or {c.key: c.count for c in self.plan.classes} != self._full_on(members):
+            return True
+        period = self.plan.target_at(now)
+        if period is None or not period.forecast or self._price_replan_for == period.start:
+            return False
+        if not self._price_known(now):
+            return False
+        self._price_replan_for = period.start  # once per period, however many cycles see it
+        return True
+
+    async def _tick(self, members: Sequence[FleetMember], now: int) -> None:
+        try:
+            targets = choose_targets(
+                plan=self.plan,
+                now=now,
+                price_known=self._price_known(now),
+                planner_ok=self.planner_ok,
+                believed_on=self.executor.believed_on(members),
+                full_on=self._full_on(members),
+                policy=self.policy,
+            )
+            previous = self.last_targets
+            if previous is None or (previous.source, previous.reason) != (targets.source, targets.reason):
+                log.info("curtailment follows %s: %s", targets.source, targets.reason)
+            self.last_targets = targets
+            report = await self.executor.tick(
+                members, targets.on_by_class, source=targets.source, reason=targets.reason
+            )
+            for miner_id, why in sorted(report.failed.items()):
+                log.warning("curtailment action on %s failed: %s", miner_id, why)
+        except Exception:  # a bug here must never stop polling; the next cycle tries again
+            log.exception("curtailment tick failed; it runs again next cycle")
+
+    async def stop(self) -> None:
+        task = self._tick_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
