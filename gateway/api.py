@@ -26,6 +26,7 @@ from aiohttp import web
 from gateway.alerts.lifecycle import AlertLifecycle
 from gateway.api_alerts import add_alert_routes
 from gateway.api_curtail import add_curtail_routes
+from gateway.api_energy import add_energy_routes
 from gateway.devices.model import Sample
 from gateway.polling import Availability, PollCoordinator
 from gateway.store.state import InventoryRow
@@ -299,6 +300,7 @@ def build_app(view: GatewayView) -> web.Application:
     app.router.add_get("/api/miners/{id}/history", _history)
     add_alert_routes(app, view.alerts)
     add_curtail_routes(app, view)
+    add_energy_routes(app, view)
     return app
 
 

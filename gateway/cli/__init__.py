@@ -9,6 +9,7 @@ import typer
 from gateway.cli.alerts import alerts_app
 from gateway.cli.curtail import curtail_app
 from gateway.cli.devices import devices_app, profiles_app
+from gateway.cli.energy import energy_app
 from gateway.cli.gateway_cmds import config_app, demo_command, inventory_app, run_command, status_command
 from gateway.cli.invoices import assign_command, invoices_app, settle_command
 from gateway.cli.reconcile import reconcile_app
@@ -45,6 +46,7 @@ app.add_typer(invoices_app, name="invoices", short_help="Show or export a settle
 app.command("verify", short_help="Check signed evidence or a dispute package, offline.")(verify_command)
 app.command("site-key", short_help="The site's public key, for verify --trusted-key.")(site_key_command)
 app.add_typer(reconcile_app, name="reconcile", short_help="Meter or pool CSV vs our figures; open disputes.")
+app.add_typer(energy_app, name="energy", short_help="Site kWh, coverage, cost, peak kW, CO2 per hour/day.")
 
 
 def main() -> None:

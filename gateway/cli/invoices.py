@@ -17,27 +17,23 @@ from zoneinfo import ZoneInfo
 import duckdb
 import typer
 
+from gateway.cli.alerts import DEFAULT_API
 from gateway.cli.common import DataDirOption, data_dir, fail
+from gateway.cli.energy import ApiOption, NoGateway, error_of, request_json
 from gateway.cli.tariffs import ConfigOption, open_db, site_settings
-from gateway.energy.bill import BillingPeriod
+from gateway.config import Settings
 from gateway.energy.evidence import EvidenceInput, build_evidence
-from gateway.energy.invoices import fee_schedule, latest_revision, parse_period, settle_to_directory
-from gateway.energy.safe_csv import ImportRefused
+from gateway.energy.invoices import latest_revision, parse_period
 from gateway.energy.settlement_model import NO_MONEY_NOTICE
-from gateway.energy.tariffs import TariffError
+from gateway.settle_service import SettleFailed, SettleRefused, check_period, settle_period, summary_lines
 from gateway.site_key import SiteKeyError, load_or_create_site_key
-from gateway.store.energy_state import (
-    EnergyStateError,
-    assign_miners,
-    assignments_between,
-    tariff_history,
-    tariff_source,
-)
+from gateway.store.energy_state import EnergyStateError, assign_miners
 
 invoices_app = typer.Typer(
     help="A settled month's invoice drafts: show, export with signed evidence (no money moves).",
     no_args_is_help=True,
 )
+SETTLE_TIMEOUT_S = 900.0  # a month of a large site is seconds; a queue of months behind it, minutes
 PeriodOption = Annotated[str, typer.Option("--period", help="Local calendar month, YYYY-MM (site zone).")]
 
 
@@ -80,69 +76,84 @@ def settle_command(
     period: PeriodOption,
     config: ConfigOption = None,
     data: DataDirOption = None,
+    api: ApiOption = DEFAULT_API,
 ) -> None:
     """Settle a month: per-customer invoice drafts from metered energy, the active tariff(s) and the
     `[energy]` fee schedule, written with their inputs and a signed evidence file to
     `<data-dir>/settlements/YYYY-MM-rN/`. Settling again makes a new revision; none is overwritten.
-    Reads telemetry.duckdb, so run it while the gateway is stopped (DuckDB allows one process)."""
+
+    While the gateway runs it holds telemetry.duckdb, so when the gateway answering at `--api` is the
+    one using `--data-dir`, it settles the month itself; otherwise the files in `--data-dir` are read
+    directly. The output is the same either way.
+
+    Example: `hashinsight settle --period 2024-06`
+    """
     settings = site_settings(config)
     try:
-        year, month = parse_period(period)
+        check_period(period)
     except ValueError as err:
         fail(str(err), 2)
-    zone = settings.site.timezone
-    bp = BillingPeriod.month(year, month, zone)
     root = data_dir(data or settings.data_dir)
-    started = time.perf_counter()
-    conn = open_db(data, settings)
+    if _gateway_holds(api, root):
+        record = _settle_through_gateway(api, period, settings.site.id)
+    else:
+        record = _settle_from_files(settings, root, data, period)
+    for line in summary_lines(record):
+        typer.echo(line)
+
+
+def _gateway_holds(api: str, root: Path) -> bool:
+    """Whether a gateway answers at `api` and runs on `root`. Another gateway (a demo on the default port,
+    another site's data dir) does not hold these files, so they are read directly instead."""
     try:
-        tariffs = tariff_history(
-            conn, start=bp.start, end=bp.end, demand_interval_s=settings.energy.demand_interval_min * 60
-        )
-        ids = [
-            int(r[0])
-            for r in conn.execute(
-                "SELECT DISTINCT tariff_id FROM tariff_versions WHERE valid_from < ? AND (valid_to IS NULL"
-                " OR valid_to > ?)",
-                (bp.end, bp.start),
-            )
-        ]
-        sources = [(i, tariff_source(conn, i)[1], tariff_source(conn, i)[2]) for i in ids]
-        assignments = assignments_between(conn, bp.start, bp.end)
-    except (EnergyStateError, TariffError, ImportRefused) as err:
-        fail(str(err))
-    finally:
-        conn.close()
-    if not tariffs:
-        fail(f"no tariff in force in {period}: `hashinsight tariff import` one and `tariff activate` it")
+        status, data = request_json(api, "GET", "/api/energy/settle")
+    except NoGateway:
+        return False
+    if status != 200 or not isinstance(data, dict) or not isinstance(data.get("data_dir"), str):
+        return False  # not a gateway that settles: if it holds the files, opening them says so
+    return Path(data["data_dir"]) == root.resolve()
+
+
+def _settle_through_gateway(api: str, period: str, site_id: str) -> dict[str, Any]:
+    """Ask the running gateway to settle. The site id goes along so a gateway configured for another site
+    refuses instead of settling with settings this command was not given."""
+    try:
+        status, data = request_json(
+            api, "POST", "/api/energy/settle", body={"period": period, "site_id": site_id},
+            read_timeout_s=SETTLE_TIMEOUT_S,
+        )  # fmt: skip
+    except NoGateway as err:
+        fail(f"the gateway at {api} went away ({err}); settle again")
+    if status != 200:
+        fail(error_of(status, data), 2 if status == 400 else 1)
+    summary = data.get("summary") if isinstance(data, dict) else None
+    if not isinstance(summary, dict):
+        fail(f"{api} answered without a settlement summary; is that a HashInsight gateway?")
+    return summary
+
+
+def _settle_from_files(settings: Settings, root: Path, data: Path | None, period: str) -> dict[str, Any]:
     telemetry_path = root / "telemetry.duckdb"
     if not telemetry_path.exists():
         fail(f"{telemetry_path}: no telemetry yet (has the gateway run with this data dir?)")
+    conn = open_db(data, settings)
     try:
-        telemetry = duckdb.connect(str(telemetry_path), read_only=True)
-    except duckdb.Error as err:
-        fail(f"{telemetry_path}: cannot open read-only ({err}); stop the gateway first")
-    try:
-        key = load_or_create_site_key(root)
-        settled = settle_to_directory(
-            telemetry=telemetry, tariffs=tariffs, tariff_sources=sources, assignments=assignments,
-            fees=fee_schedule(settings.energy), period=period, zone=zone,
-            pass_through_demand=settings.energy.pass_through_demand, root=root / "settlements", key=key,
-            site_id=settings.site.id, now=int(time.time()),
-        )  # fmt: skip
-    except (TariffError, ValueError, SiteKeyError) as err:
-        fail(str(err))
+        try:
+            telemetry = duckdb.connect(str(telemetry_path), read_only=True)
+        except duckdb.Error as err:
+            fail(f"{telemetry_path}: cannot open read-only ({err}); is a gateway running on another --api?")
+        try:
+            outcome = settle_period(
+                settings=settings, data_dir=root, state=conn, telemetry=telemetry, period=period,
+                now=int(time.time()),
+            )  # fmt: skip
+        except (SettleRefused, SettleFailed) as err:
+            fail(str(err))
+        finally:
+            telemetry.close()
     finally:
-        telemetry.close()
-    s = settled.month.settlement
-    typer.echo(f"settled {period} (revision {settled.revision}) in {time.perf_counter() - started:.1f} s")
-    typer.echo(
-        f"site: {s.site_energy.kwh} kWh ({s.site_energy.coverage_pct or 0} % covered, "
-        f"{s.site_energy.estimated_pct or 0} % estimated); {len(s.invoices)} draft(s), "
-        f"{s.invoiced_total} {s.currency}; unassigned {s.unassigned_energy.kwh} kWh"
-    )
-    typer.echo(f"written to {settled.path}")
-    typer.echo(NO_MONEY_NOTICE)
+        conn.close()
+    return outcome.as_record()
 
 
 def _load(data: Path | None, config: Path | None, period: str) -> tuple[Path, dict[str, Any]]:

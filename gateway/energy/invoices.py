@@ -62,12 +62,12 @@ __all__ = [
     "settle_to_directory",
 ]
 
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])", re.ASCII)
 _REVISION = re.compile(r"^(\d{4}-\d{2})-r(\d+)$")
 
 
 def parse_period(text: str) -> tuple[int, int]:
-    match = _PERIOD.match(text)
+    match = _PERIOD.fullmatch(text)
     if match is None:
         raise ValueError(f"period {text!r} is not YYYY-MM (e.g. 2024-06)")
     return int(match[1]), int(match[2])
