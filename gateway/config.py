@@ -162,11 +162,17 @@ class EnergySettings(_Section):
     site_energy_lookback_s: int = Field(default=172_800, ge=900, le=3_456_000)
     contracts: list[ContractSetting] = Field(default_factory=list)
     alerts: EnergyAlertsSetting = EnergyAlertsSetting()
+    # Curtailment credits on the drafts, from the executor's verified sleeps (conservative saving):
+    # "off", "cost_saved" (the energy cost the customer did not incur) or "per_kwh" (at the rate below).
+    curtailment_credits: Literal["off", "cost_saved", "per_kwh"] = "off"
+    curtailment_credit_per_kwh: Decimal | None = Field(default=None, ge=0, le=10)
 
     @model_validator(mode="after")
     def _one_facility_form(self) -> EnergySettings:
         if self.pue is not None and self.facility_adder_per_kwh is not None:
             raise ValueError("set pue or facility_adder_per_kwh, not both")
+        if self.curtailment_credits == "per_kwh" and self.curtailment_credit_per_kwh is None:
+            raise ValueError("curtailment_credits = 'per_kwh' needs curtailment_credit_per_kwh")
         if self.carbon_kg_per_kwh is not None and (
             not self.carbon_factor_source.strip() or self.carbon_factor_year is None
         ):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,13 @@ from typing import Any
 import duckdb
 
 from gateway.config import Settings
+from gateway.curtail.savings_read import credits_for_period
+from gateway.devices.profiles import ProfileError, load_profiles
 from gateway.energy.bill import BillingPeriod
 from gateway.energy.invoices import fee_schedule, parse_period, settle_to_directory
 from gateway.energy.safe_csv import ImportRefused
-from gateway.energy.settlement_model import NO_MONEY_NOTICE, Assignment
+from gateway.energy.settlement_model import NO_MONEY_NOTICE, Assignment, Credit
+from gateway.energy.tariff_prices import energy_price_fn
 from gateway.energy.tariffs import Tariff, TariffError
 from gateway.site_key import SiteKeyError, load_or_create_site_key
 from gateway.store.energy_state import EnergyStateError, assignments_between, tariff_history, tariff_source
@@ -134,9 +137,13 @@ def settle_period(
         raise SettleRefused(str(err)) from None
     telemetry.execute("BEGIN TRANSACTION")
     try:
+        fees = fee_schedule(settings.energy)
+        credits = _curtailment_credits(settings, state, telemetry, bp, tariffs, assignments)
+        if credits:
+            fees = replace(fees, credits=(*fees.credits, *credits))
         settled = settle_to_directory(
             telemetry=telemetry, tariffs=tariffs, tariff_sources=sources, assignments=assignments,
-            fees=fee_schedule(settings.energy), period=period, zone=zone,
+            fees=fees, period=period, zone=zone,
             pass_through_demand=settings.energy.pass_through_demand, root=data_dir / "settlements", key=key,
             site_id=settings.site.id, now=now,
         )  # fmt: skip
@@ -160,6 +167,36 @@ def settle_period(
         currency=s.currency,
         unassigned_kwh=s.unassigned_energy.kwh,
     )
+
+
+def _curtailment_credits(
+    settings: Settings,
+    state: sqlite3.Connection,
+    telemetry: duckdb.DuckDBPyConnection,
+    bp: BillingPeriod,
+    tariffs: list[Tariff],
+    assignments: list[Assignment],
+) -> tuple[Credit, ...]:
+    """The customers' curtailment credit lines for the month (`[energy] curtailment_credits`), from the
+    executor's verified sleeps and the metered energy: the conservative saving, never more."""
+    mode = settings.energy.curtailment_credits
+    if mode == "off":
+        return ()
+    try:
+        return credits_for_period(
+            state=state,
+            telemetry=telemetry,
+            start=bp.start,
+            end=bp.end,
+            assignments=assignments,
+            price_fn=energy_price_fn(tariffs, settings.site.timezone) if mode == "cost_saved" else None,
+            profiles=load_profiles(),
+            hashprice_usd_per_th_day=settings.curtail.hashprice_usd_per_th_day,
+            pool_fee_pct=settings.curtail.pool_fee * 100,
+            credit_per_kwh=settings.energy.curtailment_credit_per_kwh if mode == "per_kwh" else None,
+        )
+    except (sqlite3.OperationalError, ProfileError) as err:
+        raise SettleRefused(f"curtailment credits cannot be computed: {err}") from None
 
 
 def _state_inputs(

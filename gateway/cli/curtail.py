@@ -406,3 +406,6 @@ def plan_command(
 from gateway.cli.curtail_ops import register  # noqa: E402
 
 register(curtail_app)
+from gateway.cli.curtail_savings import register as register_savings  # noqa: E402
+
+register_savings(curtail_app)

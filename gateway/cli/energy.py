@@ -65,6 +65,8 @@ def request_json(
     try:
         return status, json.loads(text)
     except ValueError:
+        if status >= 400:  # an error page (another server, an older gateway without the route): no JSON
+            return status, None
         fail(f"{api} answered HTTP {status} with something that is not JSON; is that a HashInsight gateway?")
 
 

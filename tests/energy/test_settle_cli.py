@@ -219,3 +219,59 @@ def test_the_tariff_history_only_grows(site: tuple[Path, Path], tmp_path: Path) 
     assert r.returncode == 1 and "must start later" in r.stderr
     r = cli(site, "tariff", "show", "1")
     assert r.returncode == 0 and "demand interval: 15 min" in r.stdout
+
+
+def test_curtailment_credits_from_verified_sleeps_land_on_the_draft(tmp_path: Path) -> None:
+    """`[energy] curtailment_credits = "per_kwh"`: a miner the executor put to sleep (verified) for two hours
+    earns its owner a credit line for the conservative saving (profile watts x time - what it drew)."""
+    data = tmp_path / "data"
+    conn = open_state(data / "state.db")
+    upsert_miners(
+        conn,
+        [InventoryRow(id="m0", ip="127.0.0.10", family="antminer", profile_key="antminer_s19j_pro")],
+        now=JUNE_1 - 86_400 * 60,
+    )
+    sleep_at, wake_at = JUNE_1 + 10 * 86_400, JUNE_1 + 10 * 86_400 + 7200
+    event = conn.execute(
+        "INSERT INTO curtail_events (started_ts, source, reason, targets) VALUES (?, 'plan', 'price', '{}')",
+        (sleep_at,),
+    ).lastrowid
+    for ts, action in ((sleep_at, "sleep"), (wake_at, "wake")):
+        conn.execute(
+            "INSERT INTO curtail_actions (event_id, ts, miner_id, action, reason, status)"
+            " VALUES (?, ?, 'm0', ?, 'plan', 'verified')",
+            (event, ts, action),
+        )
+    conn.close()
+    duck = duckdb.connect(str(data / "telemetry.duckdb"))
+    duck.execute(SCHEMA)
+    duck.execute(
+        "INSERT INTO energy_15m SELECT 'm0', ? + i * 900, 3050 * 900, 900, 0, 0, 3050.0, 3050.0"
+        " FROM range(2880) s(i)",
+        [JUNE_1],
+    )
+    # asleep: 15 W for the eight intervals of the two hours
+    duck.execute(
+        "UPDATE energy_15m SET joules = 15 * 900 WHERE interval_start >= ? AND interval_start < ?",
+        [sleep_at, wake_at],
+    )
+    duck.close()
+    config = tmp_path / "site.toml"
+    config.write_text(
+        SITE_TOML.replace(
+            "[energy]\n", '[energy]\ncurtailment_credits = "per_kwh"\ncurtailment_credit_per_kwh = "0.03"\n'
+        )
+    )
+    site = (data, config)
+    tariff = tmp_path / "flat.toml"
+    tariff.write_text(FLAT_TOML)
+    assert cli(site, "tariff", "import", str(tariff)).returncode == 0
+    assert cli(site, "tariff", "activate", "1", "--from", "2024-06-01").returncode == 0
+    assert cli(site, "assign", "m0", "--customer", "acme", "--from", "2024-06-01").returncode == 0
+    r = cli(site, "settle", "--period", "2024-06")
+    assert r.returncode == 0, r.stderr
+    record = json.loads((data / "settlements" / "2024-06-r1" / "settlement.json").read_text())
+    (acme,) = record["invoices"]
+    credits = [ln for ln in acme["lines"] if ln["kind"] == "credit"]
+    # (3050 W - 15 W) x 7200 s = 21,852,000 J = 6.07 kWh, at $0.03 = $0.1821 -> -0.18
+    assert [(c["quantity"], c["amount"]) for c in credits] == [("6.070", "-0.18")]
