@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from datetime import date, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, cast
 from zoneinfo import ZoneInfo
@@ -105,7 +106,7 @@ def tariff_import(
     notes: tuple[str, ...] = ()
     try:
         if kind == "urdb":
-            notes = read_urdb(raw, item=item).notes
+            notes = read_urdb(raw, item=item, valid_from=0).notes  # validity comes from `tariff activate`
         else:
             parse_tariff_file(raw)
     except ImportRefused as err:
@@ -154,7 +155,8 @@ def tariff_show(
     name, fmt, raw, item = source
     try:
         if fmt == "urdb":
-            tariff = read_urdb(raw, item=item, demand_interval_s=settings.energy.demand_interval_min * 60)
+            demand_s = settings.energy.demand_interval_min * 60
+            tariff = read_urdb(raw, item=item, valid_from=0, demand_interval_s=demand_s)
         else:
             parsed = parse_tariff_file(raw)
             if parsed.series is not None:
@@ -200,13 +202,24 @@ def tariff_activate(
     tariff_id: Annotated[int, typer.Argument(help="Tariff id (see `hashinsight tariff show`).")],
     start: Annotated[str, typer.Option("--from", help="First local day in force (YYYY-MM-DD, site zone).")],
     actor: Annotated[str, typer.Option(help="Who decided, for the record.")] = "cli",
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow a start inside a month that already has settled drafts.")
+    ] = False,
     config: ConfigOption = None,
     data: DataDirOption = None,
 ) -> None:
     """Put a tariff in force from local midnight of a day; the one in force before ends there.
-    History is only appended to: a month already settled keeps the tariff it was settled under."""
+    History is only appended to. A start inside (or before) a month that already has settled drafts is
+    refused unless --force: settling that month again would price it differently from the drafts already
+    handed out (those keep their own inputs and evidence either way)."""
     settings = site_settings(config)
     valid_from = local_midnight(start, settings.site.timezone)
+    settled = _settled_months_from(data_dir(data or settings.data_dir) / "settlements", start[:7])
+    if settled and not force:
+        fail(
+            f"{', '.join(settled)} already settled: a tariff from {start} would re-price them on the next "
+            "settle; pass --force if that is intended"
+        )
     conn = open_db(data, settings)
     try:
         activate_tariff(conn, tariff_id, valid_from=valid_from, actor=actor, now=int(time.time()))
@@ -215,6 +228,24 @@ def tariff_activate(
     finally:
         conn.close()
     typer.echo(f"tariff {tariff_id} in force from {start} 00:00 {settings.site.timezone}")
+
+
+def _usual_spacing_s(starts: tuple[int, ...]) -> int | None:
+    """The most common gap between consecutive price intervals (None with fewer than 3 prices)."""
+    if len(starts) < 3:
+        return None
+    gaps: dict[int, int] = {}
+    for a, b in pairwise(starts):
+        gaps[b - a] = gaps.get(b - a, 0) + 1
+    return max(gaps, key=lambda g: (gaps[g], -g))
+
+
+def _settled_months_from(root: Path, month: str) -> list[str]:
+    """Settled months (YYYY-MM) at or after `month`, from the revision directories."""
+    if not root.is_dir():
+        return []
+    found = {p.name[:7] for p in root.iterdir() if p.is_dir() and len(p.name) > 8 and p.name[7:9] == "-r"}
+    return sorted(m for m in found if m >= month)
 
 
 @prices_app.command("import")
@@ -241,6 +272,9 @@ def prices_import(
         str, typer.Option(help="grid/ts: $/MWh or $/kWh (ts: when the column does not say).")
     ] = "",
     tz: Annotated[str | None, typer.Option(help="Zone of local times (default: the site's).")] = None,
+    interval_min: Annotated[
+        int, typer.Option("--interval-min", help="ts/grid: minutes each price holds (15, 30 or 60).")
+    ] = 15,
     config: ConfigOption = None,
     data: DataDirOption = None,
 ) -> None:
@@ -250,6 +284,8 @@ def prices_import(
     settings = site_settings(config)
     zone = tz or settings.site.timezone
     raw = read_input(file)
+    if interval_min not in (15, 30, 60):
+        fail(f"--interval-min must be 15, 30 or 60, not {interval_min}", 2)
     if unit not in ("", "$/MWh", "$/kWh"):
         fail(f"--unit must be $/MWh or $/kWh, not {unit!r}", 2)
     price_unit = cast(PriceUnit, unit or "$/MWh")
@@ -257,17 +293,30 @@ def prices_import(
         if fmt == "ercot":
             parsed = read_ercot_spp(raw, settlement_point=point, tz=zone)
         elif fmt == "ts":
-            parsed = read_ts_price(raw, unit=price_unit if unit else None)
+            parsed = read_ts_price(raw, unit=price_unit if unit else None, interval_s=interval_min * 60)
         elif fmt == "grid":
             if not column:
                 fail("--format grid needs --column", 2)
-            parsed = read_local_grid(raw, column=column, tz=zone, unit=price_unit, time_column=time_column)
+            parsed = read_local_grid(
+                raw,
+                column=column,
+                tz=zone,
+                unit=price_unit,
+                time_column=time_column,
+                interval_s=interval_min * 60,
+            )
         else:
             fail(f"--format must be ercot, ts or grid, not {fmt!r}", 2)
     except ImportRefused as err:
         fail(f"{file}: {err}")
     except TariffError as err:
         fail(f"{file}: {err}")
+    spacing = _usual_spacing_s(parsed.starts)
+    if spacing is not None and spacing > parsed.interval_s:
+        fail(
+            f"{file}: prices are {spacing // 60} minutes apart but would each hold "
+            f"{parsed.interval_s // 60}: pass --interval-min {spacing // 60} (nothing imported)"
+        )
     conn = open_db(data, settings)
     try:
         summary = import_prices(

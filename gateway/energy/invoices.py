@@ -201,9 +201,9 @@ def invoice_rows(month: MonthSettlement) -> list[dict[str, str]]:
                     "unit_price": "" if ln.unit_price is None else str(ln.unit_price),
                     "amount": str(ln.amount),
                     "kwh": "" if fig is None else str(fig.kwh),
-                    "coverage_pct": "" if fig is None else str(fig.coverage_pct or ""),
+                    "coverage_pct": "" if fig is None else _opt(fig.coverage_pct),
                     "measured_pct": "" if fig is None else _measured_pct(fig.estimated_pct),
-                    "estimated_pct": "" if fig is None else str(fig.estimated_pct or ""),
+                    "estimated_pct": "" if fig is None else _opt(fig.estimated_pct),
                     "notice": inv.notice,
                 }
             )
@@ -218,13 +218,18 @@ def invoice_rows(month: MonthSettlement) -> list[dict[str, str]]:
                 "description": "Total (sum of the rounded lines)",
                 "amount": str(inv.total),
                 "kwh": str(inv.energy.kwh),
-                "coverage_pct": str(inv.energy.coverage_pct or ""),
+                "coverage_pct": _opt(inv.energy.coverage_pct),
                 "measured_pct": _measured_pct(inv.energy.estimated_pct),
-                "estimated_pct": str(inv.energy.estimated_pct or ""),
+                "estimated_pct": _opt(inv.energy.estimated_pct),
                 "notice": inv.notice,
             }
         )
     return rows
+
+
+def _opt(value: Decimal | None) -> str:
+    """An exact 0 is "0.00", not a blank cell: blank means there was no time to measure at all."""
+    return "" if value is None else str(value)
 
 
 def _measured_pct(estimated: Decimal | None) -> str:

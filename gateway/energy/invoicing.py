@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -35,6 +36,7 @@ from gateway.energy.settlement import (
 )
 from gateway.energy.tariff_prices import energy_price_fn
 from gateway.energy.tariffs import Tariff, TariffError
+from gateway.energy.units import display, round_money
 from gateway.metering import INTERVAL_S
 
 __all__ = ["MonthSettlement", "settle_month", "site_load"]
@@ -83,6 +85,12 @@ def settle_month(
     through. `pass_through_demand=False` leaves demand charges with the host (some hosting contracts
     include demand in the energy price)."""
     zone = ZoneInfo(tz)
+    for tariff in tariffs:
+        if tariff.currency.upper() != fees.currency.upper():
+            raise TariffError(
+                f"tariff {tariff.name!r} is in {tariff.currency} but the fee schedule is in {fees.currency}: "
+                "drafts are in one currency ([energy] currency)"
+            )
     period = BillingPeriod.month(year, month, zone)
     load = site_load(columns, period.start, period.end)
     bills = _site_bills(tariffs, load, period, zone)
@@ -93,7 +101,7 @@ def settle_month(
                 if line.kind == "demand" and line.peak_window_start is not None and line.amount:
                     charges.append(
                         DemandCharge(
-                            description=f"Demand charge, {line.label}",
+                            description=f"Demand charge ({bill.tariff}), {line.label}",
                             amount=line.amount,
                             window_start=line.peak_window_start,
                             window_end=line.peak_window_start + bill.demand_interval_s,
@@ -113,7 +121,12 @@ def settle_month(
 def _site_bills(
     tariffs: Sequence[Tariff], load: list[tuple[int, int]], period: BillingPeriod, zone: ZoneInfo
 ) -> list[Bill]:
-    """One bill per tariff in force during the month, each over its own part of the load."""
+    """One bill per tariff in force during the month, each over its own part of the month.
+
+    A rate change mid-month is prorated the way utilities bill a partial cycle: each tariff prices the
+    energy of its part; demand is the peak *within* its part; per-day charges count the local days of its
+    part; per-month fixed, demand and minimum charges are multiplied by the share of the month's seconds the
+    tariff was in force. A tariff in force all month is untouched (share 1)."""
     parts: dict[str, list[tuple[int, int]]] = {}
     by_name = {t.name: t for t in tariffs}
     if len(by_name) != len(tariffs):
@@ -124,4 +137,36 @@ def _site_bills(
         if tariff is None:
             raise TariffError(f"no tariff in force at {ts} (UTC epoch s) inside the billing month")
         parts.setdefault(tariff.name, []).append((ts, joules))
-    return [price_load(by_name[name], part, period=period, tz=zone) for name, part in parts.items()]
+    bills = []
+    month_s = period.end - period.start
+    for name, part in parts.items():
+        tariff = by_name[name]
+        sub = BillingPeriod(
+            start=max(period.start, tariff.valid_from),
+            end=period.end if tariff.valid_to is None else min(period.end, tariff.valid_to),
+        )
+        bill = price_load(tariff, part, period=sub, tz=zone)
+        share = Fraction(sub.end - sub.start, month_s)
+        bills.append(bill if share == 1 else _prorated(bill, share, tariff.minor_unit))
+    return bills
+
+
+_PRORATED_KINDS = ("demand", "minimum")
+
+
+def _prorated(bill: Bill, share: Fraction, minor_unit: int) -> Bill:
+    """Monthly amounts (fixed per month, demand, minimum) x `share` of the month, each rounded once again
+    from its exact value; energy and per-day lines are already for the part alone."""
+    lines = []
+    for line in bill.lines:
+        monthly = line.kind in _PRORATED_KINDS or (line.kind == "fixed" and line.unit == "month")
+        if monthly:
+            exact = line.exact_amount * share
+            line = replace(
+                line,
+                label=f"{line.label} (prorated: {display(share * 100, 2)} % of the month)",
+                exact_amount=exact,
+                amount=round_money(exact, minor_unit),
+            )
+        lines.append(line)
+    return replace(bill, lines=tuple(lines))

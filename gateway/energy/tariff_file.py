@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from datetime import time
 from decimal import Decimal, InvalidOperation
 
+from gateway.energy.settlement_model import minor_units
 from gateway.energy.tariffs import (
     ALL_DAYS,
     ALL_MONTHS,
@@ -58,7 +59,8 @@ from gateway.energy.tariffs import (
 __all__ = ["MAX_TARIFF_FILE_BYTES", "TariffFile", "parse_tariff_file"]
 
 MAX_TARIFF_FILE_BYTES = 256 * 1024
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)", re.ASCII)
+_ISO4217 = re.compile(r"[A-Z]{3}", re.ASCII)
 _DAYS = {"weekdays": WEEKDAYS, "weekend": WEEKEND, "all": ALL_DAYS}
 _TOP = {"name", "currency", "energy", "demand", "fixed", "minimum", "notes"}
 
@@ -89,7 +91,7 @@ class TariffFile:
             fixed = _fixed(raw)
             minimum = _minimum(raw)
             energy = _energy(_table(raw, "energy"), prices)
-            currency = _text(raw, "currency") if "currency" in raw else "USD"
+            currency = _currency(raw.get("currency", "USD"))
             return Tariff(
                 name=self.name,
                 energy=energy,
@@ -99,6 +101,7 @@ class TariffFile:
                 fixed=fixed,
                 minimum=minimum,
                 currency=currency,
+                minor_unit=minor_units(currency),
             )
         except TariffError:
             raise
@@ -143,6 +146,12 @@ def _text(raw: Mapping[str, object], key: str, where: str = "") -> str:
     return value
 
 
+def _currency(value: object) -> str:
+    if not isinstance(value, str) or not _ISO4217.fullmatch(value):
+        raise TariffError(f'currency: an ISO 4217 code like "USD", got {value!r}')
+    return value
+
+
 def _money(value: object, key: str) -> Decimal:
     if isinstance(value, float):
         raise TariffError(f'{key}: write money as a string ("0.065"), not a float ({value})')
@@ -154,6 +163,14 @@ def _money(value: object, key: str) -> Decimal:
         raise TariffError(f"{key}: {value!r} is not a number") from None
     if not out.is_finite() or abs(out) > 100_000:
         raise TariffError(f"{key}: {value!r} is not a plausible price")
+    return out
+
+
+def _charge(value: object, key: str) -> Decimal:
+    """A charge (demand $/kW, fixed, minimum) cannot be negative: a credit is not a tariff's job."""
+    out = _money(value, key)
+    if out < 0:
+        raise TariffError(f"{key}: {out} is negative; a charge must be >= 0")
     return out
 
 
@@ -213,9 +230,13 @@ def _window(raw: object, where: str) -> TouWindow:
 
 
 def _clock(value: object, key: str) -> time:
-    match = _HHMM.match(value) if isinstance(value, str) else None
+    match = _HHMM.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise TariffError(f'{key}: local time as "HH:MM", got {value!r}')
+    if int(match[2]) % 15:
+        # Energy is metered and priced per 15-minute interval at its start's price: an edge at 14:07 would
+        # silently act at 14:15.
+        raise TariffError(f"{key}: {value} is not on the 15-minute grid (:00, :15, :30 or :45)")
     return time(int(match[1]), int(match[2]))
 
 
@@ -226,7 +247,7 @@ def _demand(raw: Mapping[str, object], interval_s: int) -> DemandCharges:
     extra = set(table) - {"rate_per_kw"}
     if extra:
         raise TariffError(f"demand: unknown key(s) {sorted(extra)}")
-    return flat_demand(_money(table.get("rate_per_kw"), "demand.rate_per_kw"), interval_s=interval_s)
+    return flat_demand(_charge(table.get("rate_per_kw"), "demand.rate_per_kw"), interval_s=interval_s)
 
 
 def _fixed(raw: Mapping[str, object]) -> FixedCharges:
@@ -237,8 +258,8 @@ def _fixed(raw: Mapping[str, object]) -> FixedCharges:
     if extra:
         raise TariffError(f"fixed: unknown key(s) {sorted(extra)}")
     return FixedCharges(
-        per_month=_money(table.get("per_month", "0"), "fixed.per_month"),
-        per_day=_money(table.get("per_day", "0"), "fixed.per_day"),
+        per_month=_charge(table.get("per_month", "0"), "fixed.per_month"),
+        per_day=_charge(table.get("per_day", "0"), "fixed.per_day"),
     )
 
 
@@ -249,4 +270,4 @@ def _minimum(raw: Mapping[str, object]) -> MinimumCharge | None:
     per = table.get("per", "month")
     if per not in ("month", "day"):
         raise TariffError(f"minimum.per: 'month' or 'day', got {per!r}")
-    return MinimumCharge(amount=_money(table.get("amount"), "minimum.amount"), per=per)
+    return MinimumCharge(amount=_charge(table.get("amount"), "minimum.amount"), per=per)

@@ -308,6 +308,8 @@ def read_urdb(
             doc = json.loads(text, parse_float=Decimal, parse_constant=_nan, object_pairs_hook=_pairs)
         except json.JSONDecodeError as err:
             raise ImportRefused(f"malformed JSON: {err.msg}", line=err.lineno, column=err.colno) from err
+        except ValueError as err:  # e.g. an integer of thousands of digits (int() refuses > 4300)
+            raise ImportRefused(f"malformed JSON: {str(err)[:120]}") from err
         except RecursionError as err:
             raise ImportRefused(f"JSON nested deeper than {MAX_DEPTH} levels") from err
         _depth(doc, ())

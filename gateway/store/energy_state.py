@@ -10,6 +10,7 @@ Every write is one transaction (`BEGIN IMMEDIATE` ... `COMMIT`): an import eithe
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,10 @@ __all__ = [
     "tariff_history",
     "tariff_source",
 ]
+
+
+# Printable and safe in every output (CSV, file names of exports, terminals): no formula lead, no control.
+_CUSTOMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}", re.ASCII)
 
 
 class EnergyStateError(ValueError):
@@ -73,7 +78,7 @@ def import_tariff(
 ) -> tuple[int, str, bool]:
     """Check and store a tariff file. Returns (id, name, new). The same bytes twice are one tariff."""
     if fmt == "urdb":
-        name = read_urdb(data, item=urdb_item).name
+        name = read_urdb(data, item=urdb_item, valid_from=0).name  # validity comes from activation
     elif fmt == "hashinsight":
         name = parse_tariff_file(data).name
     else:
@@ -158,9 +163,9 @@ def tariff_history(conn: sqlite3.Connection, *, start: int, end: int, demand_int
     for tariff_id, valid_from, valid_to in rows:
         _, fmt, data, item = tariff_source(conn, int(tariff_id))
         if fmt == "urdb":
-            tariff = read_urdb(
-                data, item=item, valid_from=valid_from, valid_to=valid_to, demand_interval_s=demand_interval_s
-            )
+            # Validity is the activation's, never the file's (a URDB `enddate` would silently cut it short).
+            parsed_urdb = read_urdb(data, item=item, valid_from=0, demand_interval_s=demand_interval_s)
+            tariff = replace(parsed_urdb, valid_from=valid_from, valid_to=valid_to)
         else:
             parsed = parse_tariff_file(data)
             prices = None
@@ -263,8 +268,11 @@ def assign_miners(
 ) -> int:
     """`miner_ids` belong to `customer_id` from `at`: their open assignment ends at `at`. Refuses a change
     at or before an existing assignment's start (that would rewrite settled history)."""
-    if not customer_id or len(customer_id) > 64 or customer_id[0] in "=+-@":
-        raise EnergyStateError(f"customer id {customer_id!r}: 1-64 characters, not starting with = + - @")
+    if not _CUSTOMER_ID.fullmatch(customer_id):
+        raise EnergyStateError(
+            f"customer id {customer_id!r}: 1-64 letters, digits, '.', '_', '-' or spaces, starting with a "
+            "letter or digit"
+        )
     ids = list(dict.fromkeys(miner_ids))
     with _tx(conn):
         for miner_id in ids:

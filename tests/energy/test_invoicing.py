@@ -19,6 +19,7 @@ from gateway.energy.tariff_prices import energy_price_fn
 from gateway.energy.tariffs import (
     WEEKDAYS,
     WEEKEND,
+    FixedCharges,
     FlatEnergy,
     PriceSeries,
     RatePeriod,
@@ -223,3 +224,36 @@ def test_passed_through_demand_adds_up_to_the_site_bill(watts: list[int], surge_
     passed = sum((ln.amount for inv in s.invoices for ln in inv.lines if ln.kind is LineKind.DEMAND), D(0))
     n_lines = sum(1 for inv in s.invoices for ln in inv.lines if ln.kind is LineKind.DEMAND) + 1
     assert abs(passed + s.unassigned_demand_cost - charged) <= n_lines * D("0.005")
+
+
+def test_a_tariff_change_mid_month_prorates_monthly_charges_instead_of_doubling_them() -> None:
+    """Two tariffs, each $10/kW demand and $50/month fixed, change at local midnight on the 16th of a
+    30-day month: each prices its half - demand on its own half's peak, monthly charges x 1/2 - so the
+    month pays one demand charge and one fixed charge in total, not two."""
+    change = local(2024, 6, 16)
+    june = BillingPeriod.month(2024, 6, CHICAGO)
+    fixed = FixedCharges(per_month=D(50))
+    first = Tariff(
+        name="first",
+        energy=FlatEnergy(rate_per_kwh=D("0.05")),
+        valid_from=0,
+        valid_to=change,
+        demand=flat_demand(D(10)),
+        fixed=fixed,
+    )
+    second = Tariff(name="second", energy=FlatEnergy(rate_per_kwh=D("0.05")), valid_from=change,
+                    demand=flat_demand(D(10)), fixed=fixed)  # fmt: skip
+    cols = fleet({"a1": 9000}, june.start, june.end)
+    out = settle_month(
+        year=2024, month=6, tz="America/Chicago", tariffs=[first, second], columns=cols,
+        assignments=ASSIGN[:1], fees=FeeSchedule(),
+    )  # fmt: skip
+    by_kind: dict[str, D] = {}
+    for bill in out.site_bills:
+        for ln in bill.lines:
+            by_kind[ln.kind] = by_kind.get(ln.kind, D(0)) + ln.amount
+    assert by_kind["demand"] == D("90.00")  # 9 kW x $10, half under each tariff
+    assert by_kind["fixed"] == D("50.00")
+    demand_lines = [ln for ln in out.settlement.invoice("acme").lines if ln.kind is LineKind.DEMAND]
+    assert [ln.amount for ln in demand_lines] == [D("45.00"), D("45.00")]
+    assert len({ln.description for ln in demand_lines}) == 2  # each names its tariff
