@@ -102,6 +102,7 @@ def _targets_json(targets: Targets | None) -> dict[str, Any] | None:
 def _state(service: CurtailService) -> dict[str, Any]:
     return {
         "plan": None if service.plan is None else plan_json(service.plan),
+        "plan_id": service.plan_id,  # its row in state.db (`hashinsight curtail show`); None: not stored
         "planner_ok": service.planner_ok,
         "last_error": service.last_error,
         "following": _targets_json(service.last_targets),

@@ -186,7 +186,9 @@ class CurtailSettings(_Section):
 
     Off by default: sleeping miners is a decision a site makes, never a side effect of an upgrade. Periods
     are 15 minutes (the price intervals'). Money as TOML strings ("0.045") keeps it exact; 4CP windows are
-    TOML datetimes with an offset, `[[2026-08-20T16:00:00-05:00, 2026-08-20T17:00:00-05:00]]`."""
+    TOML datetimes with an offset, `[[2026-08-20T16:00:00-05:00, 2026-08-20T17:00:00-05:00]]`. Uptime
+    commitments: `customer_min_uptime_pct = { acme = "80" }` (percent of the customer's miner-periods).
+    Demand charges come from the active tariff, not from here."""
 
     enabled: bool = False
     price_series: str = Field(default="", max_length=64, pattern=r"^([^=+\-@\t\r].*)?$")
@@ -211,11 +213,23 @@ class CurtailSettings(_Section):
     batch_size: int = Field(default=10, ge=1, le=1000)  # miners switched at once
     batch_gap_s: float = Field(default=5.0, ge=0, le=600)
     verify_window_s: int = Field(default=900, ge=1, le=7200)  # telemetry must show a change by then
+    # {customer id = percent}: the share of a customer's miner-periods over the planning horizon that must
+    # run, whatever the price (its contract's uptime commitment). Customers are state.db owners.
+    customer_min_uptime_pct: dict[str, Decimal] = Field(default_factory=dict, max_length=1000)
+    plan_history_days: int = Field(default=30, ge=1, le=366)  # adopted plans kept in state.db
 
     @model_validator(mode="after")
     def _usable(self) -> CurtailSettings:
         if self.enabled and not self.price_series:
             raise ValueError("enabled curtailment needs price_series (the name given to `prices import`)")
+        for customer, pct in self.customer_min_uptime_pct.items():
+            if not 1 <= len(customer) <= 64 or customer[0] in "=+-@\t\r":
+                raise ValueError(
+                    f"customer_min_uptime_pct: customer id {customer[:40]!r}: 1-64 characters, "
+                    "not starting with = + - @"
+                )
+            if not (pct.is_finite() and 0 <= pct <= 100):
+                raise ValueError(f"customer_min_uptime_pct.{customer}: a percentage 0..100, not {pct}")
         for n, (start, end) in enumerate(self.cp_windows):
             if start.tzinfo is None or end.tzinfo is None:
                 raise ValueError(f"cp_windows[{n}]: write times with their UTC offset (e.g. -05:00)")

@@ -16,9 +16,11 @@ When an input fails - no stored price covers the current period (feed stale), or
 plan (the planner failed, or the plan ran out) - `fail_policy.decide` chooses hold, curtail or resume,
 and that is what the executor is given; the reason is logged once per change and shown by the API.
 
-The current plan lives in memory: migration 0007 (the executor's tables) has no place for plans, so a
-restarted gateway plans afresh at its first cycle (the executor's per-miner memory *is* in state.db,
-so the miners' intended states survive the restart).
+Every adopted plan is stored in state.db (migration 0008, `curtail_plan_store`), so a restarted gateway
+resumes the latest plan still covering `now` (and the minimum on/off times carry over from it) instead of
+following the fail policy until its first re-plan. The problem itself is built in `curtail_request`
+(pure) from what `curtail_inputs` reads: owners with uptime commitments, the tariff's demand rate and the
+month's metered peak.
 """
 
 from __future__ import annotations
@@ -31,32 +33,41 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+
+import duckdb
 
 from gateway.clock import Clock
 from gateway.config import CurtailSettings
-from gateway.curtail.economics import Economics
 from gateway.curtail.executor import Executor
 from gateway.curtail.executor_model import ExecutorSettings, FleetMember, member_for
 from gateway.curtail.executor_select import SelectionSettings
 from gateway.curtail.fail_policy import FailPolicy, Input, decide
-from gateway.curtail.forecast import fill_prices
-from gateway.curtail.plan_model import MinerClass, Plan
-from gateway.curtail.planner_model import PlanRequest, Window
+from gateway.curtail.plan_model import Plan
 from gateway.curtail.planner_solve import make_plan
-from gateway.devices.model import Mode
+from gateway.curtail_inputs import Query, owners_at, read_demand
+from gateway.curtail_plan_store import PlanStoreError, current_plan, save_plan
+from gateway.curtail_request import (
+    HISTORY_S,
+    MODE,
+    PERIOD_S,
+    Demand,
+    build_request,
+    class_key,
+    classes_of,
+    committed_owners,
+    customers_of,
+    known_prices,
+)
 from gateway.devices.profiles import MinerProfile, ProfileCatalog
-from gateway.energy.tariffs import PriceSeries, TariffError
+from gateway.energy.tariffs import TariffError
 from gateway.polling import Availability, PollCoordinator
 from gateway.store.energy_state import load_prices
 from gateway.store.state import InventoryRow
 
 log = logging.getLogger(__name__)
 
-PERIOD_S = 900  # prices come in whole 15-minute intervals, so the plan's periods are 15 minutes
-HISTORY_S = 7 * 86_400  # the forecast looks at the same time of day over the last week
 RETRY_AFTER_FAILURE_S = 60.0  # a failed plan is not retried every poll cycle (the log would flood)
-MODE = Mode.NORMAL  # the mode a running miner is planned at; other modes are a follow-up
+DAY_S = 86_400
 
 
 class PlanningError(RuntimeError):
@@ -90,93 +101,6 @@ def policy_from_settings(cfg: CurtailSettings) -> FailPolicy:
     base = FailPolicy.from_mapping({str(k): v for k, v in cfg.fail_policy.items()})
     windows = tuple((int(a.timestamp()), int(b.timestamp())) for a, b in cfg.cp_windows)
     return dataclasses.replace(base, must_curtail_windows=windows)
-
-
-def class_key(profile: MinerProfile) -> str:
-    return f"{profile.key}|{MODE.value}"
-
-
-def classes_of(profiles_by_miner: Mapping[str, MinerProfile]) -> tuple[MinerClass, ...]:
-    """One class per firmware profile (model) at the planned mode, counted over the given miners."""
-    counts = Counter(p.key for p in profiles_by_miner.values())
-    by_key = {p.key: p for p in profiles_by_miner.values()}
-    return tuple(
-        MinerClass(
-            key=class_key(by_key[key]),
-            model=key,
-            mode=MODE.value,
-            count=counts[key],
-            ths_per_miner=by_key[key].mode(MODE).hashrate_ths,
-            kw_per_miner=by_key[key].mode(MODE).power_w / 1000,
-        )
-        for key in sorted(counts)
-    )
-
-
-def known_prices(series: PriceSeries) -> dict[int, Decimal]:
-    """Stored prices per 15-minute period start (an hourly price holds for its four quarters)."""
-    known: dict[int, Decimal] = {}
-    for start, price in zip(series.starts, series.prices_per_kwh, strict=True):
-        for k in range(series.interval_s // PERIOD_S):
-            known[start + k * PERIOD_S] = price
-    return known
-
-
-def _recent(previous: Plan | None, start: int, key: str, back: int, sign: int) -> tuple[int, ...]:
-    """Miners of `key` the previous plan started (sign 1) or stopped (-1) in the `back` periods before
-    `start`, oldest first: what lets minimum on/off times carry across a re-plan."""
-    if previous is None or back <= 0:
-        return ()
-    on = {p.start: p.on_by_class.get(key, 0) for p in previous.periods}
-    return tuple(
-        max(0, sign * (on[ts] - on[ts - PERIOD_S])) if ts in on and ts - PERIOD_S in on else 0
-        for ts in range(start - back * PERIOD_S, start, PERIOD_S)
-    )
-
-
-def build_request(
-    *,
-    cfg: CurtailSettings,
-    classes: tuple[MinerClass, ...],
-    known: Mapping[int, Decimal],
-    start: int,
-    initial_on: Mapping[str, int],
-    previous: Plan | None = None,
-) -> PlanRequest:
-    """The planning problem from `start` (a period boundary): stored prices where they exist (real-time or
-    day-ahead), the documented same-time-of-day forecast elsewhere (`forecast.fill_prices`)."""
-    starts = tuple(start + t * PERIOD_S for t in range(cfg.horizon_periods))
-    end = starts[-1] + PERIOD_S
-    # Every stored price is information in hand, however far ahead it lies: `now` = the last start.
-    prices, flags = fill_prices(known=known, starts=starts, now=starts[-1])
-    windows = tuple(
-        Window(
-            start=int(a.timestamp()),
-            end=int(b.timestamp()),
-            kind="4cp",
-            max_kw=cfg.cp_max_kw,
-            charge_per_kw=cfg.cp_charge_per_kw,
-        )
-        for a, b in cfg.cp_windows
-        if int(a.timestamp()) < end and int(b.timestamp()) > start
-    )
-    return PlanRequest(
-        classes=classes,
-        start=start,
-        period_s=PERIOD_S,
-        prices_per_kwh=prices,
-        forecast=flags,
-        hashprice=(cfg.hashprice_usd_per_th_day,) * len(starts),
-        economics=Economics(pool_fee=cfg.pool_fee, pue=cfg.pue, adder_per_kwh=cfg.adder_per_kwh),
-        site_cap_kw=cfg.site_cap_kw,
-        windows=windows,
-        ramp_kw_per_period=cfg.ramp_kw_per_period,
-        min_on_periods=cfg.min_on_periods,
-        min_off_periods=cfg.min_off_periods,
-        initial_on={c.key: min(max(initial_on.get(c.key, 0), 0), c.count) for c in classes},
-        recent_starts={c.key: _recent(previous, start, c.key, cfg.min_on_periods - 1, 1) for c in classes},
-        recent_stops={c.key: _recent(previous, start, c.key, cfg.min_off_periods - 1, -1) for c in classes},
-    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,6 +146,9 @@ def choose_targets(
 
 
 class CurtailService:
+    """`query` (the telemetry store's reader), `timezone` and `demand_interval_s` feed the demand charge;
+    without `query` the planner is told of none (see `curtail_inputs.read_demand`)."""
+
     def __init__(
         self,
         cfg: CurtailSettings,
@@ -232,6 +159,9 @@ class CurtailService:
         profiles: ProfileCatalog,
         inventory: Callable[[], Mapping[str, InventoryRow]],
         poller: PollCoordinator,
+        query: Query | None = None,
+        timezone: str = "UTC",
+        demand_interval_s: int = 900,
     ) -> None:
         self.cfg = cfg
         self.conn = conn
@@ -241,7 +171,11 @@ class CurtailService:
         self.policy = policy_from_settings(cfg)
         self._inventory = inventory
         self._poller = poller
+        self._query = query
+        self._tz = timezone
+        self._demand_interval_s = demand_interval_s
         self.plan: Plan | None = None
+        self.plan_id: int | None = None
         self.planner_ok = True
         self.last_error: str | None = None
         self.last_targets: Targets | None = None
@@ -250,6 +184,18 @@ class CurtailService:
         self._tick_task: asyncio.Task[None] | None = None
         self._price_replan_for: int | None = None
         self._failed_mono: float | None = None
+        self._resume()
+
+    def _resume(self) -> None:
+        """Adopt the latest stored plan covering now; a damaged or missing one means planning afresh."""
+        try:
+            found = current_plan(self.conn, int(self.clock.now()))
+        except (sqlite3.Error, PlanStoreError) as err:
+            log.warning("curtailment: the stored plan cannot be resumed (%s); planning afresh", err)
+            return
+        if found is not None:
+            self.plan_id, self.plan = found
+            log.info("curtailment resumes stored plan %d (%s, made at %d)", *found, found[1].created_at)
 
     # --- fleet ---------------------------------------------------------------------------------------
 
@@ -261,15 +207,22 @@ class CurtailService:
                     out[miner_id] = self.profiles.get(row.profile_key)
         return out
 
+    def _owner_of(self, now: int) -> dict[str, str]:
+        """miner -> owner, for owners with an uptime commitment only (nothing read when none is set)."""
+        if not self.cfg.customer_min_uptime_pct:
+            return {}
+        return committed_owners(owners_at(self.conn, now), self.cfg.customer_min_uptime_pct)
+
     def members(self) -> list[FleetMember]:
         """Each inventory miner's latest poll sample and figures; no profile, no class (left alone)."""
         profiles = self._profiles_by_miner()
         states = self._poller.states()
         now = self.clock.now()
+        owner_of = self._owner_of(int(now))
         return [
             member_for(
                 miner_id,
-                class_key(profile) if (profile := profiles.get(miner_id)) else None,
+                class_key(profile, owner_of.get(miner_id)) if (profile := profiles.get(miner_id)) else None,
                 state.last_sample if (state := states.get(miner_id)) else None,
                 profile,
                 mode=MODE,
@@ -301,8 +254,8 @@ class CurtailService:
                 await self.replan()
 
     async def replan(self) -> Plan:
-        """Plan from the current period; keeps and returns the new plan, or raises PlanningError (and the
-        fail policy takes over until a plan succeeds)."""
+        """Plan from the current period; keeps, stores and returns the new plan, or raises PlanningError
+        (and the fail policy takes over until a plan succeeds)."""
         async with self._plan_lock:
             try:
                 plan = await self._replan()
@@ -312,17 +265,38 @@ class CurtailService:
                 log.warning("curtailment planning failed: %s", err)
                 raise
             self.plan, self.planner_ok, self.last_error = plan, True, None
+            self._store(plan)
             log.info("curtailment plan %s (%s, %.2f s): %s", plan.status, plan.solver, plan.solve_s,
                      plan.explanation)  # fmt: skip
             return plan
+
+    def _store(self, plan: Plan) -> None:
+        """A plan that cannot be stored is still followed; only a restart would lose it."""
+        now = int(self.clock.now())
+        try:
+            self.plan_id = save_plan(self.conn, plan, now=now, keep_s=self.cfg.plan_history_days * DAY_S)
+        except (sqlite3.Error, PlanStoreError) as err:
+            self.plan_id = None
+            log.warning("curtailment plan not stored (a restart will plan afresh): %s", err)
+
+    def _demand(self, now: int) -> Demand:
+        try:
+            return read_demand(
+                self.conn, self._query, now=now, tz=self._tz, demand_interval_s=self._demand_interval_s
+            )
+        except (sqlite3.Error, duckdb.Error, ValueError) as err:
+            return Demand(note=f"demand not modelled: {type(err).__name__}: {err}")
 
     async def _replan(self) -> Plan:
         now = int(self.clock.now())
         start = now - now % PERIOD_S
         members = self.members()
-        classes = classes_of(self._profiles_by_miner())
+        profiles = self._profiles_by_miner()
+        owner_of = self._owner_of(now)
+        classes = classes_of(profiles, owner_of)
         if not classes:
             raise PlanningError("no inventory miner has a firmware profile: nothing to plan")
+        demand = self._demand(now)
         try:
             series = load_prices(
                 self.conn,
@@ -337,15 +311,18 @@ class CurtailService:
                 start=start,
                 initial_on=self.executor.believed_on(members),
                 previous=self.plan,
+                customers=customers_of(profiles, owner_of, self.cfg.customer_min_uptime_pct),
+                demand=demand,
             )
         except (TariffError, ValueError) as err:
             raise PlanningError(str(err)) from err
         try:
-            return await asyncio.to_thread(
+            plan = await asyncio.to_thread(
                 make_plan, request, now=now, solver=self.cfg.solver, time_limit_s=self.cfg.time_limit_s
             )
         except Exception as err:  # make_plan falls back by itself; anything else is a bug to report
             raise PlanningError(f"planner crashed: {type(err).__name__}: {err}") from err
+        return dataclasses.replace(plan, explanation=f"{plan.explanation} Demand: {demand.note}.")
 
     def _price_known(self, now: int) -> bool:
         row = self.conn.execute(

@@ -132,6 +132,9 @@ class Gateway:
                 profiles=self.profiles,
                 inventory=lambda: self.inventory,
                 poller=self.poller,
+                query=self.store.query,
+                timezone=self.settings.site.timezone,
+                demand_interval_s=self.settings.energy.demand_interval_min * 60,
             )
         state_path = self.data_dir / "state.db"
         self.site_energy = SiteEnergyService(self.settings, self.store, state_path, self.clock)

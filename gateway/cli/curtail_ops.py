@@ -35,7 +35,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 def register(app: typer.Typer) -> None:
     """Add `show`, `apply` and `override` to the curtail group."""
-    app.command("show", short_help="Recent curtailment events: kW asked vs realised, skips, overrides.")(
+    app.command("show", short_help="The current plan's next periods, then recent events and overrides.")(
         show_command
     )
     app.command("apply", short_help="Apply per-class targets now (dry run unless --execute).")(apply_command)
@@ -62,18 +62,27 @@ def _read_only(path: Path) -> sqlite3.Connection:
 def show_command(
     data: DataDirOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Events to show.")] = 10,
+    periods: Annotated[
+        int, typer.Option("--periods", min=0, max=672, help="Plan periods (15 min each) to show from now.")
+    ] = 8,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the executor's recent events, newest first: when, why, the targets, the reduction asked
-    (kW: sum of each miner's measured power before the action minus its profile sleep watts) and the
-    reduction realised (kW, from the latest metered power), skip counts by reason, each action with its
-    status, and the overrides in force.
+    """Show the current plan and the executor's recent events.
 
-    Example: `hashinsight curtail show --limit 5`"""
+    The plan is the latest one the gateway adopted that covers now (as stored in state.db): its status,
+    solver, value and LP bound (USD), explanation, and its next `--periods` 15-minute periods with the
+    miners on per class, the planned load (kW), the price used ($/kWh, marked when forecast) and the
+    reason. Then the events, newest first: when, why, the targets, the reduction asked (kW: sum of each
+    miner's measured power before the action minus its profile sleep watts) and the reduction realised
+    (kW, from the latest metered power), skip counts by reason, each action with its status, and the
+    overrides in force.
+
+    Example: `hashinsight curtail show --periods 12 --limit 5`"""
     from gateway.curtail import executor_store, override
 
     conn = _read_only(_state_path(data))
     now = int(time.time())
+    plan, plan_note = _current_plan(conn, now)
     events = executor_store.recent_events(conn, limit)
     for event in events:
         event["actions"] = executor_store.actions_of(conn, event["id"])
@@ -82,9 +91,15 @@ def show_command(
         for o in override.active(conn, now)
     ]
     conn.close()
+    if plan is not None:
+        plan["periods"] = [p for p in plan["periods"] if p["start"] + plan["period_s"] > now][:periods]
     if as_json:
-        typer.echo(json.dumps({"events": events, "overrides": active}, indent=1))
+        typer.echo(json.dumps({"plan": plan, "events": events, "overrides": active}, indent=1))
         return
+    if plan is None:
+        typer.echo(plan_note)
+    else:
+        _print_plan(plan)
     if not events and not active:
         typer.echo("no curtailment events yet")
     for event in events:
@@ -101,6 +116,40 @@ def show_command(
         typer.echo(
             f"override {item['action']} {item['miner_id']} until {_when(item['expires_ts'])} "
             f"by {item['actor']}"
+        )
+
+
+def _current_plan(conn: sqlite3.Connection, now: int) -> tuple[dict[str, Any] | None, str]:
+    """The stored plan covering `now` as the API shows it, or None and why there is none."""
+    from gateway.api_curtail import plan_json
+    from gateway.curtail_plan_store import PlanStoreError, current_plan
+
+    try:
+        found = current_plan(conn, now)
+    except sqlite3.OperationalError:
+        return None, "no stored plans (the gateway has not run this version yet)"
+    except PlanStoreError as err:
+        return None, f"the stored plan cannot be read: {err}"
+    if found is None:
+        return None, "no plan covers now (curtailment off, or no plan made yet)"
+    plan_id, plan = found
+    return {"id": plan_id, **plan_json(plan)}, ""
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    value = "-" if plan["objective_usd"] is None else plan["objective_usd"]
+    bound = "-" if plan["lp_bound_usd"] is None else plan["lp_bound_usd"]
+    typer.echo(
+        f"plan #{plan['id']} {plan['status']} by {plan['solver']}, made {_when(plan['created_at'])}: "
+        f"value {value} USD, LP bound {bound} USD"
+    )
+    typer.echo(f"  {plan['explanation']}")
+    for period in plan["periods"]:
+        on = " ".join(f"{k}={n}" for k, n in sorted(period["on"].items()))
+        forecast = " (forecast)" if period["forecast"] else ""
+        typer.echo(
+            f"  {_when(period['start'])} {period['planned_kw']:>10} kW "
+            f"{period['price_per_kwh']} $/kWh{forecast} | {on} | {period['reason']}"
         )
 
 

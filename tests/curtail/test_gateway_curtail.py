@@ -38,15 +38,8 @@ from gateway.curtail.executor_verify import observed_on
 from gateway.curtail.fail_policy import FailPolicy, Input, Response
 from gateway.curtail.plan_model import MinerClass, PeriodPlan, Plan
 from gateway.curtail.planner_solve import make_plan
-from gateway.curtail_service import (
-    PERIOD_S,
-    build_request,
-    choose_targets,
-    classes_of,
-    executor_settings,
-    known_prices,
-    policy_from_settings,
-)
+from gateway.curtail_request import PERIOD_S, build_request, classes_of, known_prices
+from gateway.curtail_service import choose_targets, executor_settings, policy_from_settings
 from gateway.demo import register
 from gateway.devices.model import Mode, Sample
 from gateway.energy.tariffs import PriceSeries
