@@ -6,8 +6,10 @@ says so.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +24,13 @@ from gateway.cli.common import DataDirOption, data_dir, fail
 from gateway.cli.energy import ApiOption, NoGateway, error_of, request_json
 from gateway.cli.tariffs import ConfigOption, open_db, site_settings
 from gateway.config import Settings
-from gateway.energy.evidence import EvidenceInput, build_evidence
+from gateway.energy.evidence import (
+    CHUNK_BYTES,
+    MAX_EVIDENCE_BYTES,
+    EvidenceInput,
+    build_evidence,
+    verify_evidence,
+)
 from gateway.energy.invoices import latest_revision, parse_period
 from gateway.energy.settlement_model import NO_MONEY_NOTICE
 from gateway.settle_service import SettleFailed, SettleRefused, check_period, settle_period, summary_lines
@@ -204,40 +212,138 @@ def invoices_show(
 @invoices_app.command("export")
 def invoices_export(
     period: PeriodOption,
-    out: Annotated[Path, typer.Option(help="Directory to write the export into (created; must be empty).")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Directory to create for the export (must not exist, or be an empty directory)."),
+    ],
     fmt: Annotated[str, typer.Option("--format", help="csv | json")] = "csv",
     config: ConfigOption = None,
     data: DataDirOption = None,
 ) -> None:
-    """Export a settled month's drafts as CSV or JSON, with its inputs and a freshly signed
-    `evidence.json` that `hashinsight verify` checks. Every row and document carries the notice that
-    these are drafts and that no money moves through this product."""
+    """Export a settled month's drafts (the latest revision) as CSV or JSON, with its inputs and a
+    freshly signed `evidence.json` that `hashinsight verify` checks. The revision is verified first
+    (the site's signature, every output, every input file present and unchanged): a revision changed
+    after settling is refused, naming what differs, never re-signed. The export is built beside --out
+    and renamed into place, so a failure leaves nothing behind. Every row and document carries the
+    notice that these are drafts and that no money moves through this product.
+
+    Example: `hashinsight invoices export --period 2024-06 --out ./export-2024-06 --format csv`
+    """
     if fmt not in ("csv", "json"):
         fail(f"--format must be csv or json, not {fmt!r}", 2)
     settings = site_settings(config)
-    folder, record = _load(data, config, period)
-    if out.exists() and any(out.iterdir()):
-        fail(f"{out}: not empty; choose a new directory", 2)
-    original = json.loads((folder / "evidence.json").read_bytes())
-    inputs = [EvidenceInput(**item) for item in original["inputs"]]
-    names = [f"invoices.{fmt}", "settlement.json"]
-    outputs = {name: (folder / name).read_bytes() for name in names}
     try:
-        key = load_or_create_site_key(data_dir(data or settings.data_dir))
+        parse_period(period)
+    except ValueError as err:
+        fail(str(err), 2)
+    _check_out(out)
+    root = data_dir(data or settings.data_dir)
+    folder = latest_revision(root / "settlements", period)
+    if folder is None:
+        fail(f"{period} is not settled yet: run `hashinsight settle --period {period}`")
+    try:
+        key = load_or_create_site_key(root)
+    except SiteKeyError as err:
+        fail(str(err))
+    names = [f"invoices.{fmt}", "settlement.json"]
+    original = _verified_revision(folder, key.public_key_b64, names)
+    try:
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as err:
+        fail(f"{out}: cannot write there ({err.strerror or err})")
+    try:
+        outputs = {name: _copy_checked(folder, name, original["outputs"][name], staging) for name in names}
+        inputs = [EvidenceInput(**item) for item in original["inputs"]]
+        for item in inputs:
+            _copy_checked(folder, item.name, item.sha256, staging)
         evidence = build_evidence(
             subject=f"invoice drafts {period} ({folder.name}) as {fmt}",
             period=original["period"], inputs=inputs, outputs=outputs, generated_at=int(time.time()),
             site_id=settings.site.id, key=key, notice=NO_MONEY_NOTICE,
         )  # fmt: skip
-    except (SiteKeyError, ValueError) as err:
-        fail(str(err))
-    out.mkdir(parents=True, exist_ok=True)
-    for name, blob in outputs.items():
-        (out / name).write_bytes(blob)
-    shutil.copytree(folder / "inputs", out / "inputs")
-    (out / "evidence.json").write_bytes(evidence)
-    typer.echo(
-        f"exported {len(record['invoices'])} draft(s) to {out} ({', '.join(names)}, inputs/, evidence.json)"
-    )
+        (staging / "evidence.json").write_bytes(evidence)
+        count = len(json.loads(outputs["settlement.json"])["invoices"])
+        staging.rename(out)  # atomic; replaces only an empty directory
+    except (_ExportRefused, ValueError, KeyError, TypeError) as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        fail(f"{folder.name}: {err}")
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        fail(f"{out}: cannot write the export ({err.strerror or err})")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    typer.echo(f"exported {count} draft(s) to {out} ({', '.join(names)}, inputs/, evidence.json)")
     typer.echo(f"check it with: hashinsight verify {out / 'evidence.json'}")
     typer.echo(NO_MONEY_NOTICE)
+
+
+class _ExportRefused(Exception):
+    """A revision file changed between verifying and copying it (or is not a plain file)."""
+
+
+def _check_out(out: Path) -> None:
+    """--out must be new (or an empty directory) in an existing folder: usage errors, exit 2."""
+    if out.is_symlink():
+        fail(f"{out}: is a symbolic link; choose a new directory", 2)
+    if out.exists():
+        if not out.is_dir():
+            fail(f"{out}: exists and is not a directory; choose a new directory", 2)
+        try:
+            empty = not any(out.iterdir())
+        except OSError as err:
+            fail(f"{out}: cannot read it ({err.strerror or err})", 2)
+        if not empty:
+            fail(f"{out}: not empty; choose a new directory", 2)
+    if not out.parent.is_dir():
+        fail(f"{out.parent}: no such directory (create it first)", 2)
+
+
+def _verified_revision(folder: Path, site_key_b64: str, names: list[str]) -> dict[str, Any]:
+    """The revision's evidence, after checking it was signed by this site's key and that every output and
+    every input file beside it still has its signed hash; otherwise a one-line refusal naming what
+    differs. Exporting re-signs, so anything unchecked here would be laundered into a valid export."""
+    try:
+        with (folder / "evidence.json").open("rb") as handle:
+            evidence = handle.read(MAX_EVIDENCE_BYTES + 1)
+    except OSError as err:
+        fail(f"{folder.name}/evidence.json: unreadable ({err.strerror or err}); settle again")
+    result = verify_evidence(evidence, base_dir=folder, trusted_keys=[site_key_b64])
+    problems = list(result.problems)
+    problems += [
+        f"input {name!r}: not present (an export ships every input)" for name in result.absent_inputs
+    ]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        fail(f"{folder.name} does not verify, refusing to export it: {problems[0]}{more}")
+    document: dict[str, Any] = json.loads(evidence)
+    for name in names:
+        if name not in document["outputs"]:
+            fail(f"{folder.name}: its evidence lists no {name}; settle again to export it")
+    return document
+
+
+def _copy_checked(folder: Path, name: str, expected: str, staging: Path) -> bytes:
+    """Copy `folder/name` to `staging/name`, hashing what is actually copied, so the export holds exactly
+    the bytes that were verified even if the revision changes meanwhile. Returns the bytes of outputs
+    (small); inputs (a month of 15-minute rows) are streamed and b"" is returned."""
+    try:
+        source = (folder / name).resolve(strict=True)
+        if not source.is_relative_to(folder.resolve()) or not source.is_file():
+            raise _ExportRefused(f"{name}: not a plain file inside the revision")
+        handle = source.open("rb")
+    except OSError as err:
+        raise _ExportRefused(f"{name}: cannot be read ({err.strerror or err})") from None
+    target = staging / name
+    target.parent.mkdir(exist_ok=True)
+    digest = hashlib.sha256()
+    kept = bytearray()
+    with handle, target.open("xb") as sink:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+            sink.write(chunk)
+            if "/" not in name:
+                kept += chunk
+    if "sha256:" + digest.hexdigest() != expected:
+        raise _ExportRefused(f"{name}: changed while exporting; export again")
+    return bytes(kept)

@@ -144,8 +144,9 @@ def meter_command(
         typer.Option(
             "--mapping",
             help="TOML naming the file's columns: time_column, time_format (iso | epoch | strptime "
-            "pattern), tz (IANA, for local times), value_column, unit (Wh | kWh | MWh), kind "
-            "(interval | register), interval_s, time_marks (start | end), meter_class.",
+            "pattern), tz (IANA zone of the file's naive times; default the site's zone), value_column, "
+            "unit (Wh | kWh | MWh), kind (interval | register), interval_s, time_marks (start | end), "
+            "meter_class.",
         ),
     ],
     metered: Annotated[
@@ -167,7 +168,11 @@ def meter_command(
         ),
     ] = None,
     meter_class: Annotated[
-        str | None, typer.Option(help="Override the mapping's meter_class.", show_default=False)
+        str | None,
+        typer.Option(
+            help="Override the mapping's meter_class (revenue, check, or one named by --tolerance).",
+            show_default=False,
+        ),
     ] = None,
     min_coverage_pct: Annotated[
         str, typer.Option(help="Below this coverage (%) of ours, a day is 'missing', not compared.")
@@ -178,6 +183,7 @@ def meter_command(
     no_dispute: NoDisputeOption = False,
 ) -> None:
     """Compare a utility-meter CSV with our metered energy per local site day (kWh; DST days have 23/25 h).
+    Days are always the site's (`[site] timezone`), whatever zone the meter file's times are in.
 
     A day passes when |meter - ours| <= tolerance x ours. If any day fails, a signed dispute package (ZIP)
     is written and an open ticket recorded.
@@ -189,38 +195,43 @@ def meter_command(
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError, TypeError) as err:
         fail(f"{mapping}: {err}", 2)
     settings = _settings(config)
+    site_tz = settings.site.timezone
+    tolerances = _tolerances(tolerance or [])
+    chosen_class = meter_class or spec.meter_class
+    if chosen_class not in tolerances:
+        where = "--meter-class" if meter_class else f"{mapping}: meter_class"
+        fail(f"{where}: unknown meter class {chosen_class!r} (known: {', '.join(sorted(tolerances))})", 2)
+    min_coverage = _pct(min_coverage_pct, "--min-coverage-pct")
     received = _read(file)
     try:
-        days = meter_days(read_meter_csv(received, spec), spec.tz)
+        days = meter_days(read_meter_csv(received, spec, site_tz=site_tz), site_tz)
     except ImportRefused as err:
         fail(f"{file}: {err}")
     if metered is None:
-        ours = _metered_from_telemetry(data or settings.data_dir, list(days), spec.tz)
+        ours = _metered_from_telemetry(data or settings.data_dir, list(days), site_tz)
     else:
         try:
             ours = read_metered_csv(_read(metered))
         except ImportRefused as err:
             fail(f"{metered}: {err}")
     report = reconcile_meter(
-        days,
-        ours,
-        meter_class=meter_class or spec.meter_class,
-        tolerances_pct=_tolerances(tolerance or []),
-        min_coverage_pct=_pct(min_coverage_pct, "--min-coverage-pct"),
+        days, ours, meter_class=chosen_class, tolerances_pct=tolerances, min_coverage_pct=min_coverage
     )
     columns = ("day", "meter_kwh", "metered_kwh", "diff_kwh", "diff_pct", "coverage_pct", "status", "note")
-    _table(f"Meter vs metered ({spec.tz})", [r.cells() for r in report.rows], columns)
+    _table(f"Meter vs metered (site days, {site_tz})", [r.cells() for r in report.rows], columns)
     typer.echo(report.summary_line())
     if report.failed and not no_dispute:
         now = int(time.time())
         package = meter_dispute(
-            report, received_name=file.name, received=received, metered=ours, zone=spec.tz, generated_at=now
+            report, received_name=file.name, received=received, metered=ours, zone=site_tz, generated_at=now
         )
         _dispute(package, now, settings, data, out_dir)
 
 
 def _metered_from_telemetry(data: Path | None, days: list[date], tz: str) -> dict[date, MeteredDay]:
-    """Our daily site figures (gateway.store.site_energy) for the meter file's days, by local date."""
+    """Our daily site figures (gateway.store.site_energy) for the meter file's days, by site-local date.
+    The gateway's daily figures are site-local days already; figures labelled with another zone (the
+    site moved zone since) are refused rather than relabelled."""
     if not days:
         return {}
     path = data_dir(data) / "telemetry.duckdb"
@@ -239,6 +250,8 @@ def _metered_from_telemetry(data: Path | None, days: list[date], tz: str) -> dic
         conn.close()
     out: dict[date, MeteredDay] = {}
     for fig in figures:
+        if fig.tz != tz:
+            fail(f"{path}: daily figures are for zone {fig.tz!r}, the site is {tz!r}; pass --metered CSV")
         day = datetime.fromtimestamp(fig.start, zone).date()
         out[day] = MeteredDay(
             energy_j=fig.energy.energy_j, coverage_pct=fig.energy.coverage_pct or Decimal(0)

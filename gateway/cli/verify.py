@@ -58,6 +58,8 @@ def verify_command(
             "key_id": result.key_id,
             "trusted_keys_checked": bool(trusted_key),
             "checked_files": list(result.checked_files),
+            "checked_inputs": list(result.checked_inputs),
+            "inputs_not_present": list(result.absent_inputs),
             "problems": list(result.problems),
         }
         typer.echo(json.dumps(report, indent=2, ensure_ascii=True))
@@ -71,6 +73,10 @@ def verify_command(
             typer.echo(f"  signed by {result.key_id} ({trust})")
         for name in result.checked_files:
             typer.echo(f"  output {name!r}: OK")
+        for name in result.checked_inputs:
+            typer.echo(f"  input {name!r}: OK")
+        for name in result.absent_inputs:
+            typer.echo(f"  input {name!r}: not present, not checked")
         for problem in result.problems:
             typer.echo(f"  problem: {problem}")
     if not result.ok:

@@ -13,6 +13,11 @@ implementation reproduces the signed bytes, and a reformatted (pretty-printed) c
 Inputs are hashes, not copies: a meter CSV or a settlement record stays where it is, and whoever holds
 it can show it is the one used. Outputs are files that sit beside the evidence (or beside it in a
 ZIP); their names are plain file names, so checking them can never reach outside that folder.
+An input *may* travel too (a revision's `inputs/energy_15m.csv`, a dispute ZIP's received CSV): when a
+file of its name is beside the evidence it must match, or a changed meter row would pass unnoticed;
+when it is absent the result says so ("not present, not checked"), since absence is by design. Input
+names are therefore safe relative paths of at most one folder ("inputs/fees.json"), and a lookup that
+resolves outside the evidence's folder (a symlink) is refused rather than followed.
 
 Verifying never raises on hostile input: every problem found is listed, in words naming the field or
 file, and a valid result says which key signed. A self-consistent signature proves only that *some*
@@ -48,6 +53,7 @@ __all__ = [
     "check_evidence",
     "input_from_bytes",
     "input_from_record",
+    "input_name_problem",
     "invalid",
     "name_problem",
     "show_value",
@@ -71,6 +77,9 @@ _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # Characters no portable file name has: separators, Windows-reserved ones, and control characters.
 _BAD_NAME = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f]')
+# One component of an input's name: plain characters only, starting and ending with a letter, digit or
+# underscore, so no component is "." or "..", hidden, or a name Windows would silently trim.
+_INPUT_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.,+=@() -]{0,253}[A-Za-z0-9_)])?")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,12 +108,16 @@ class EvidenceInput:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyResult:
     """`ok` only when `problems` is empty. `key_id` is the signer's (derived from the document's
-    public key) when that key is well formed; `checked_files` are the outputs found and matching."""
+    public key) when that key is well formed; `checked_files` are the outputs found and matching,
+    `checked_inputs` the inputs found beside the evidence and matching, `absent_inputs` those not
+    present there (fine: inputs are hashes; but then nobody checked them, and the output says so)."""
 
     ok: bool
     problems: tuple[str, ...]
     key_id: str | None
     checked_files: tuple[str, ...]
+    checked_inputs: tuple[str, ...] = ()
+    absent_inputs: tuple[str, ...] = ()
 
 
 def input_from_bytes(name: str, data: bytes, description: str) -> EvidenceInput:
@@ -164,14 +177,17 @@ def build_evidence(
 
 # --- verification --------------------------------------------------------------------------------------
 
-Hasher = Callable[[str], str | None]  # output name -> "sha256:..." or None when absent; OSError if unreadable
+# A (checked) output or input name -> "sha256:..." or None when absent; OSError/OutputUnreadable when it
+# exists but cannot be read (or, on disk, resolves outside the evidence's folder).
+Hasher = Callable[[str], str | None]
 
 
 def verify_evidence(
     evidence_bytes: bytes, *, base_dir: Path | None = None, trusted_keys: Collection[str] | None = None
 ) -> VerifyResult:
-    """Check an evidence document; with `base_dir`, also the output files it names in that directory."""
-    hasher = None if base_dir is None else (lambda name: _hash_file(base_dir / name))
+    """Check an evidence document; with `base_dir`, also the output files it names in that directory
+    and the input files of its inputs' names that are present there."""
+    hasher = None if base_dir is None else (lambda name: _hash_beside(base_dir, name))
     return check_evidence(evidence_bytes, hasher, trusted_keys, [])
 
 
@@ -201,30 +217,72 @@ def check_evidence(
     elif trusted_keys is not None:
         problems.append("the signer cannot be matched to a trusted key: its public key is malformed")
     checked: list[str] = []
-    outputs = document.get("outputs")
-    if hasher is not None and isinstance(outputs, dict):
-        for name, expected in sorted(outputs.items()):
-            if name_problem(name) or not isinstance(expected, str):
-                continue  # already reported; an unsafe name is never looked up
-            try:
-                actual = hasher(name)
-            except (OSError, OutputUnreadable) as err:
-                problems.append(f"output {show_value(name)}: cannot be read ({err})")
-                continue
-            if actual is None:
+    checked_inputs: list[str] = []
+    absent: list[str] = []
+    if hasher is not None:
+        for name, expected in _outputs_to_check(document.get("outputs")):
+            status = _compare(hasher, "output", name, expected, problems)
+            if status == "missing":
                 problems.append(f"output {show_value(name)}: missing (it should sit beside the evidence)")
-            elif actual != expected:
-                problems.append(
-                    f"output {show_value(name)}: content differs from the signed hash "
-                    f"(file {actual}, evidence {show_value(expected)})"
-                )
-            else:
+            elif status == "ok":
                 checked.append(name)
+        for name, expected in _inputs_to_check(document.get("inputs")):
+            status = _compare(hasher, "input", name, expected, problems)
+            if status == "missing":
+                absent.append(name)
+            elif status == "ok":
+                checked_inputs.append(name)
     if len(problems) > _MAX_PROBLEMS:
         problems = [*problems[:_MAX_PROBLEMS], f"... and {len(problems) - _MAX_PROBLEMS} more problems"]
     return VerifyResult(
-        ok=not problems, problems=tuple(problems), key_id=key_id, checked_files=tuple(checked)
+        ok=not problems,
+        problems=tuple(problems),
+        key_id=key_id,
+        checked_files=tuple(checked),
+        checked_inputs=tuple(checked_inputs),
+        absent_inputs=tuple(absent),
     )
+
+
+def _outputs_to_check(outputs: object) -> list[tuple[str, str]]:
+    """The outputs whose name and hash are well formed (the rest are already reported, and an unsafe
+    name is never looked up)."""
+    if not isinstance(outputs, dict):
+        return []
+    return [
+        (name, expected)
+        for name, expected in sorted(outputs.items())
+        if not name_problem(name) and isinstance(expected, str) and _SHA256.fullmatch(expected)
+    ]
+
+
+def _inputs_to_check(inputs: object) -> list[tuple[str, str]]:
+    """The inputs whose entry is well formed, unique by name, in document order."""
+    if not isinstance(inputs, list) or len(inputs) > _MAX_ENTRIES:
+        return []
+    out: dict[str, str] = {}
+    for item in inputs:
+        if isinstance(item, dict) and not _input_problems(item, "input"):
+            out.setdefault(item["name"], item["sha256"])
+    return list(out.items())
+
+
+def _compare(hasher: Hasher, what: str, name: str, expected: str, problems: list[str]) -> str:
+    """One file looked up by `hasher`: "ok", "missing", or "bad" (a problem was appended)."""
+    try:
+        actual = hasher(name)
+    except (OSError, OutputUnreadable) as err:
+        problems.append(f"{what} {show_value(name)}: cannot be read ({err})")
+        return "bad"
+    if actual is None:
+        return "missing"
+    if actual != expected:
+        problems.append(
+            f"{what} {show_value(name)}: content differs from the signed hash "
+            f"(file {actual}, evidence {show_value(expected)})"
+        )
+        return "bad"
+    return "ok"
 
 
 def _parse(evidence: object) -> tuple[dict[str, Any] | None, str]:
@@ -301,6 +359,8 @@ def _input_problems(item: object, where: str) -> list[str]:
     for name in ("name", "description"):
         if problem := _text_problem(item[name], nonempty=name == "name"):
             problems.append(f"{where} {name} {problem}")
+    if isinstance(item["name"], str) and not problems and (problem := input_name_problem(item["name"])):
+        problems.append(f"{where} name {show_value(item['name'])}: {problem}")
     if not (isinstance(item["sha256"], str) and _SHA256.fullmatch(item["sha256"])):
         problems.append(f"{where} sha256 must be 'sha256:' and 64 lowercase hex digits")
     size = item["size_bytes"]
@@ -333,6 +393,21 @@ def name_problem(name: str) -> str | None:
         return "not a plain file name (no folders, separators, control or reserved characters)"
     if name == EVIDENCE_MEMBER:
         return f"{EVIDENCE_MEMBER} is the evidence itself, not an output"
+    return None
+
+
+def input_name_problem(name: str) -> str | None:
+    """Why `name` cannot name an input (a safe relative path of at most one folder, plain characters:
+    "meter.csv", "inputs/energy_15m.csv"), or None if it can. Checked when building and when verifying,
+    so a signed document can never steer a lookup to "../../etc/passwd" or an absolute path."""
+    parts = name.split("/") if isinstance(name, str) else []
+    if not 1 <= len(parts) <= 2 or not all(_INPUT_PART.fullmatch(part) for part in parts):
+        return (
+            "not a safe relative file name (at most one folder; letters, digits and . _ - only; "
+            "no '..', absolute path or backslash)"
+        )
+    if name == EVIDENCE_MEMBER:
+        return f"{EVIDENCE_MEMBER} is the evidence itself, not an input"
     return None
 
 
@@ -377,9 +452,29 @@ def _signature_problems(
     return problems
 
 
-def _hash_file(path: Path) -> str | None:
+def _hash_beside(base_dir: Path, name: str) -> str | None:
+    """The hash of `base_dir/name`, never following a symlink (of the file or its folder) outside
+    `base_dir`: evidence names what to look at, it must not choose what on this machine gets read."""
+    path = base_dir / name
+    if not os.path.lexists(path):
+        return None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not hang us
+        root = base_dir.resolve(strict=True)
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        return None  # a dangling symlink: nothing is there to check
+    except RuntimeError as err:  # a symlink loop
+        raise OutputUnreadable(f"symlink loop ({err})") from None
+    if not target.is_relative_to(root):
+        raise OutputUnreadable("it is a link to somewhere outside the evidence's folder; not followed")
+    return _hash_file(target)
+
+
+def _hash_file(path: Path) -> str | None:
+    """The "sha256:<hex>" of a regular file, streamed; None if it does not exist. OutputUnreadable for
+    a FIFO, device or directory (opened non-blocking, so a FIFO never hangs us)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     try:

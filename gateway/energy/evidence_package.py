@@ -53,7 +53,9 @@ def verify_evidence_zip(
     path: Path, *, trusted_keys: Collection[str] | None = None, max_member_bytes: int = MAX_ZIP_MEMBER_BYTES
 ) -> VerifyResult:
     """Check a package: a ZIP holding `evidence.json` (at its root or in one folder) and the outputs
-    beside it. Nothing is extracted; a member with an unsafe path makes the package invalid."""
+    beside it; inputs of the evidence that are members beside it (e.g. a dispute's received CSV, or
+    `inputs/energy_15m.csv`) are checked too. Nothing is extracted; a member with an unsafe path makes
+    the package invalid."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:

@@ -58,8 +58,9 @@ class MeterMapping:
 
     `time_format`: "iso" (ISO 8601; with an offset it is exact, without one it is local time in `tz`),
     "epoch" (UTC epoch seconds) or a `strptime` pattern such as "%m/%d/%Y %H:%M" (local in `tz` unless
-    the pattern has %z). `tz` is also the zone whose local days the energy is grouped into, so it is
-    the site's zone even when the file's times carry offsets. For `kind` "interval", each row is the
+    the pattern has %z). `tz` only reads naive times (a utility portal may export in its own zone);
+    it never decides which day energy belongs to: days are always the site's local days. Unset, naive
+    times are in the site's zone too (`site_tz` of `read_meter_csv`). For `kind` "interval", each row is the
     energy of `interval_s` seconds whose start or end (`time_marks`) is the row's time; for
     "register", each row is a cumulative reading and the energy of `[t_i, t_i+1)` is the difference
     of consecutive readings."""
@@ -69,7 +70,7 @@ class MeterMapping:
     unit: EnergyUnit
     kind: MeterKind
     time_format: str = "iso"
-    tz: str = "UTC"
+    tz: str | None = None
     interval_s: int = 900
     time_marks: TimeMark = "start"
     meter_class: str = "revenue"
@@ -93,7 +94,10 @@ class MeterMapping:
             raise ValueError(f"mapping.interval_s: {self.interval_s!r} must divide a day, 60..86400 s")
         if not isinstance(self.max_power_w, int) or self.max_power_w <= 0:
             raise ValueError("mapping.max_power_w: must be a positive integer")
-        site_zone(self.tz)  # an unknown zone fails here, naming itself
+        if self.tz is not None:
+            if not isinstance(self.tz, str) or not self.tz.strip():
+                raise ValueError("mapping.tz: must be a non-empty IANA zone name")
+            site_zone(self.tz)  # an unknown zone fails here, naming itself
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> MeterMapping:
@@ -152,9 +156,10 @@ class _Clock:
     """Turns the file's time text into UTC epoch seconds; remembers naive local times it has seen, so
     the second occurrence of an autumn DST hour is the standard-time one (fold=1) and a third is refused."""
 
-    def __init__(self, mapping: MeterMapping, column: int) -> None:
+    def __init__(self, mapping: MeterMapping, column: int, site_tz: str | ZoneInfo | None) -> None:
         self.mapping, self.column = mapping, column
-        self.zone: ZoneInfo = site_zone(mapping.tz)
+        zone = mapping.tz or site_tz
+        self.zone: ZoneInfo | None = None if zone is None else site_zone(zone)
         self.seen: dict[datetime, int] = {}
 
     def refuse(self, message: str, line: int) -> ImportRefused:
@@ -177,6 +182,8 @@ class _Clock:
         return self._local(moment, text, line)
 
     def _local(self, naive: datetime, text: str, line: int) -> int:
+        if self.zone is None:
+            raise self.refuse(f"{text[:40]!r} has no UTC offset and no zone is known: set mapping.tz", line)
         occurrence = self.seen.get(naive, 0)
         fold0 = naive.replace(tzinfo=self.zone, fold=0)
         ambiguous = fold0.utcoffset() != naive.replace(tzinfo=self.zone, fold=1).utcoffset()
@@ -210,7 +217,7 @@ def _joules(text: str, mapping: MeterMapping, *, line: int, column: int) -> int:
 
 
 def _rows(
-    source: bytes | IO[bytes], mapping: MeterMapping, limits: CsvLimits
+    source: bytes | IO[bytes], mapping: MeterMapping, limits: CsvLimits, site_tz: str | ZoneInfo | None
 ) -> tuple[int, list[tuple[int, int, int]]]:
     """The value column (1-based) and (line, epoch, joules) per data row, in file order."""
     rows = read_rows(source, limits)
@@ -219,7 +226,7 @@ def _rows(
         raise ImportRefused("empty input: no header", line=1)
     width = len(first[1])
     time_at, value_at = _header(first[1], first[0], mapping)
-    clock = _Clock(mapping, time_at + 1)
+    clock = _Clock(mapping, time_at + 1, site_tz)
     out = []
     for line, cells in rows:
         if len(cells) != width:
@@ -241,10 +248,18 @@ def _check_power(energy_j: int, span_s: int, mapping: MeterMapping, line: int, c
 
 
 def read_meter_csv(
-    source: bytes | IO[bytes], mapping: MeterMapping, *, limits: CsvLimits | None = None
+    source: bytes | IO[bytes],
+    mapping: MeterMapping,
+    *,
+    site_tz: str | ZoneInfo | None = None,
+    limits: CsvLimits | None = None,
 ) -> tuple[MeterInterval, ...]:
-    """All the meter's intervals, sorted by start; raises `ImportRefused` (line, column) on any bad row."""
-    column, rows = _rows(source, mapping, limits or CsvLimits())
+    """All the meter's intervals, sorted by start; raises `ImportRefused` (line, column) on any bad row.
+    `site_tz` (the site's IANA zone) reads naive times when the mapping names no `tz`. With neither, a
+    naive time is refused, never read as UTC: a silent "UTC" shifted every day of a US site by hours."""
+    if site_tz is not None:
+        site_zone(site_tz)
+    column, rows = _rows(source, mapping, limits or CsvLimits(), site_tz)
     if not rows:
         raise ImportRefused("no data rows", line=None)
     if mapping.kind == "interval":

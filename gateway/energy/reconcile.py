@@ -48,13 +48,16 @@ DayStatus = Literal["pass", "fail", "missing"]
 # Revenue-grade meters (ANSI C12.20 class 0.5 / IEC 62053-22 class 0.5S) are accurate to 0.5 %; a check
 # meter or a CT-clamp submeter to roughly 2 %.
 DEFAULT_TOLERANCES_PCT: Mapping[str, Decimal] = {"revenue": Decimal("0.5"), "check": Decimal("2.0")}
-DEFAULT_TOLERANCE_PCT = Decimal("0.5")
 
 
 def tolerance_for(meter_class: str, tolerances_pct: Mapping[str, Decimal] | None = None) -> Decimal:
-    """The tolerance (%) of a meter class; an unknown class falls back to the revenue-grade 0.5 %."""
+    """The tolerance (%) of a meter class. An unknown class is refused (ValueError naming the known
+    ones), never defaulted: a typo such as "chek" must not silently judge a 2 % meter at 0.5 %."""
     table = DEFAULT_TOLERANCES_PCT if tolerances_pct is None else tolerances_pct
-    value = table.get(meter_class, DEFAULT_TOLERANCE_PCT)
+    if meter_class not in table:
+        known = ", ".join(sorted(table)) or "none"
+        raise ValueError(f"unknown meter class {meter_class!r} (known: {known})")
+    value = table[meter_class]
     if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
         raise ValueError(f"tolerance for meter class {meter_class!r} must be a Decimal >= 0, got {value!r}")
     return value

@@ -57,6 +57,7 @@ def test_valid_evidence_says_what_was_checked(export: Path) -> None:
         f"  signed by {KEY.key_id} (not checked against a trusted key; "
         "pass --trusted-key to prove who signed)",
         "  output 'invoice.csv': OK",
+        "  input 'meter.csv': not present, not checked",
     ]
     code, out = run(export, "--trusted-key", KEY.public_key_b64)
     assert code == 0 and f"signed by {KEY.key_id} (a trusted key)" in out
@@ -85,6 +86,8 @@ def test_json_output(export: Path) -> None:
         "key_id": KEY.key_id,
         "trusted_keys_checked": False,
         "checked_files": [],
+        "checked_inputs": [],
+        "inputs_not_present": ["meter.csv"],
         "problems": ["output 'invoice.csv': missing (it should sit beside the evidence)"],
     }
 
@@ -150,3 +153,24 @@ def test_site_key_prints_what_verify_trusts(tmp_path: Path) -> None:
     key = load_or_create_site_key(tmp_path)
     assert lines["public key"].strip() == key.public_key_b64
     assert lines["key id"].strip() == key.key_id
+
+
+def test_an_input_beside_the_evidence_is_checked_and_a_changed_one_named(export: Path) -> None:
+    """Finding B: inputs are hashes, but when the input file travels with the evidence it must match."""
+    meter = export.parent / "meter.csv"
+    meter.write_bytes(b"ts,kwh\n")
+    code, out = run(export)
+    assert code == 0 and "  input 'meter.csv': OK" in out
+    meter.write_bytes(b"ts,kwh\n1714521600,0.1\n")
+    code, out = run(export, "--json")
+    report = json.loads(out)
+    assert code == 1 and report["checked_inputs"] == [] and report["inputs_not_present"] == []
+    assert report["problems"][0].startswith("input 'meter.csv': content differs from the signed hash")
+    # the same in a ZIP package: a changed input member makes it invalid
+    package = export.parent / "package.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("evidence.json", export.read_bytes())
+        archive.writestr("invoice.csv", INVOICE)
+        archive.writestr("meter.csv", b"ts,kwh\n1714521600,0.1\n")
+    code, out = run(package)
+    assert code == 1 and "problem: input 'meter.csv': content differs" in out

@@ -461,3 +461,116 @@ def test_a_truncated_or_fake_zip(tmp_path: Path) -> None:
     assert not result.ok and result.problems[0].startswith("not a readable ZIP")
     (tmp_path / "fake.zip").write_bytes(b"PK\x03\x04" + b"\x00" * 100)
     assert verify_file(tmp_path / "fake.zip").problems[0].startswith("not a readable ZIP")
+
+
+# --- inputs shipped beside the evidence (finding B) -----------------------------------------------------
+
+ENERGY = b"miner_id,interval_start,joules\nm0,1714521600,2700000\n"
+
+
+def export_with_inputs(folder: Path) -> Path:
+    """An export whose evidence lists `inputs/energy_15m.csv` (shipped) and `meter.csv` (not shipped)."""
+    (folder / "inputs").mkdir(parents=True)
+    (folder / "inputs" / "energy_15m.csv").write_bytes(ENERGY)
+    (folder / "invoice.csv").write_bytes(INVOICE)
+    inputs = [
+        input_from_bytes("inputs/energy_15m.csv", ENERGY, "metered energy"),
+        input_from_bytes("meter.csv", b"ts,kwh\n", "utility meter export"),
+    ]
+    (folder / "evidence.json").write_bytes(build(inputs=inputs, outputs={"invoice.csv": INVOICE}))
+    return folder / "evidence.json"
+
+
+def test_inputs_present_are_checked_and_absent_ones_said_unchecked(tmp_path: Path) -> None:
+    export = export_with_inputs(tmp_path)
+    result = verify_file(export)
+    assert result.ok, result.problems
+    assert result.checked_files == ("invoice.csv",)
+    assert result.checked_inputs == ("inputs/energy_15m.csv",)
+    assert result.absent_inputs == ("meter.csv",)
+    (tmp_path / "inputs" / "energy_15m.csv").write_bytes(ENERGY.replace(b"2700000", b"2700001"))
+    result = verify_file(export)
+    assert not result.ok and result.checked_inputs == ()
+    assert result.problems == (
+        "input 'inputs/energy_15m.csv': content differs from the signed hash (file "
+        f"{sha256_hex(ENERGY.replace(b'2700000', b'2700001'))}, evidence '{sha256_hex(ENERGY)}')",
+    )
+
+
+def test_an_input_lookup_never_leaves_the_evidence_folder(tmp_path: Path) -> None:
+    export = export_with_inputs(tmp_path / "export")
+    outside = tmp_path / "secret.csv"
+    outside.write_bytes(ENERGY)  # even a matching file outside is not read through a link
+    energy = export.parent / "inputs" / "energy_15m.csv"
+    energy.unlink()
+    energy.symlink_to(outside)
+    refused = "input 'inputs/energy_15m.csv': cannot be read (it is a link to somewhere outside"
+    assert verify_file(export).problems[0].startswith(refused)
+    energy.unlink()
+    energy.symlink_to(export.parent / "gone.csv")  # dangling: nothing there, so not checked
+    result = verify_file(export)
+    assert result.ok and result.absent_inputs == ("inputs/energy_15m.csv", "meter.csv")
+    inputs_dir = export.parent / "inputs"
+    for child in inputs_dir.iterdir():
+        child.unlink()
+    inputs_dir.rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "energy_15m.csv").write_bytes(ENERGY)
+    inputs_dir.symlink_to(tmp_path / "elsewhere")  # the folder itself links out
+    assert verify_file(export).problems[0].startswith(refused)
+    inputs_dir.unlink()
+    inputs_dir.mkdir()
+    os.mkfifo(inputs_dir / "energy_15m.csv")  # must not hang
+    assert verify_file(export).problems == (
+        "input 'inputs/energy_15m.csv': cannot be read (not a regular file)",
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../x.csv", "/etc/passwd", "a/b/c.csv", "a\\b.csv", ".hidden", "inputs/..", "inputs/", "/x", "x\x00",
+     "C:x", "x.csv ", "evidence.json", "a//b", "~/x", "x" * 300],
+)  # fmt: skip
+def test_unsafe_input_names_are_refused_when_building_and_when_verifying(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="input"):
+        input_from_bytes(name, b"x", "hostile")
+    # a forger signs such a name anyway: the document is invalid and the name is never looked up
+    (tmp_path / "invoice.csv").write_bytes(INVOICE)
+    doc = json.loads(build(outputs={"invoice.csv": INVOICE}))
+    doc["inputs"].append({"name": name, "sha256": sha256_hex(b"x"), "size_bytes": 1, "description": "h"})
+    result = verify_evidence(resign(doc, OTHER), base_dir=tmp_path)
+    assert not result.ok and "inputs[3]" in result.problems[0]
+    assert name not in result.checked_inputs + result.absent_inputs
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    folder=st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}[A-Za-z0-9_]", fullmatch=True),
+    file=st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_. -]{0,20}[A-Za-z0-9_]", fullmatch=True),
+    data=st.binary(max_size=200),
+)
+def test_any_safe_input_name_round_trips_in_a_folder_and_in_a_zip(
+    tmp_path: Path, folder: str, file: str, data: bytes
+) -> None:
+    name = f"{folder}/{file}"
+    evidence = build(inputs=[input_from_bytes(name, data, "x")], outputs={"invoice.csv": INVOICE})
+    base = tmp_path / sha256_hex(name.encode() + data)[7:23]
+    (base / folder).mkdir(parents=True, exist_ok=True)
+    (base / name).write_bytes(data)
+    (base / "invoice.csv").write_bytes(INVOICE)
+    (base / "evidence.json").write_bytes(evidence)
+    assert verify_file(base / "evidence.json").checked_inputs == (name,)
+    members = {"evidence.json": evidence, "invoice.csv": INVOICE, name: data}
+    zipped = verify_file(make_zip(base / "p.zip", members))
+    assert zipped.ok and zipped.checked_inputs == (name,)
+    changed = verify_file(make_zip(base / "q.zip", members | {name: data + b"!"}))
+    assert not changed.ok and changed.problems[0].startswith(f"input {name!r}: content differs")
+
+
+def test_an_oversized_input_member_stops_at_the_cap(tmp_path: Path) -> None:
+    big = b"0" * 5000
+    evidence = build(inputs=[input_from_bytes("inputs/big.csv", big, "x")], outputs={})
+    path = make_zip(tmp_path / "big.zip", {"evidence.json": evidence, "inputs/big.csv": big})
+    result = verify_evidence_zip(path, max_member_bytes=1000)
+    assert not result.ok
+    assert "ZIP member 'inputs/big.csv' is 5000 bytes; the limit is 1000" in result.problems

@@ -15,6 +15,7 @@ import pytest
 from gateway.energy.meter_csv import MeterMapping, read_meter_csv, read_metered_csv
 from gateway.energy.safe_csv import CsvLimits, ImportRefused
 
+SITE_TZ = "America/Chicago"
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "energy" / "reconcile"
 KWH = 3_600_000
 
@@ -41,7 +42,7 @@ def csv_bytes(*lines: str) -> bytes:
 
 def refused(source: bytes | io.BytesIO, m: MeterMapping, **kwargs: object) -> ImportRefused:
     with pytest.raises(ImportRefused) as info:
-        read_meter_csv(source, m, **kwargs)  # type: ignore[arg-type]
+        read_meter_csv(source, m, **({"site_tz": SITE_TZ} | kwargs))  # type: ignore[arg-type]
     return info.value
 
 
@@ -50,7 +51,9 @@ def refused(source: bytes | io.BytesIO, m: MeterMapping, **kwargs: object) -> Im
 
 def test_hourly_fixture_across_fall_back_has_25_hours_on_the_long_day() -> None:
     m = MeterMapping.from_dict(tomllib.loads((FIXTURES / "meter_mapping_chicago.toml").read_text()))
-    intervals = read_meter_csv((FIXTURES / "meter_interval_hourly_chicago.csv").read_bytes(), m)
+    intervals = read_meter_csv(
+        (FIXTURES / "meter_interval_hourly_chicago.csv").read_bytes(), m, site_tz=SITE_TZ
+    )
     assert len(intervals) == 24 + 25 + 24
     assert intervals[0].start == z("2024-11-02T05:00")  # 00:00 CDT
     assert intervals[-1].end == z("2024-11-05T06:00")  # 2024-11-05 00:00 CST
@@ -68,7 +71,7 @@ def test_hourly_fixture_across_fall_back_has_25_hours_on_the_long_day() -> None:
 
 def test_register_fixture_gives_differences_of_consecutive_readings() -> None:
     m = mapping(time_column="read_time", value_column="register_kwh", kind="register")
-    intervals = read_meter_csv((FIXTURES / "meter_register_daily.csv").read_bytes(), m)
+    intervals = read_meter_csv((FIXTURES / "meter_register_daily.csv").read_bytes(), m, site_tz=SITE_TZ)
     assert [(i.start, i.end, i.energy_j, i.line) for i in intervals] == [
         (z("2024-11-02T05:00"), z("2024-11-03T05:00"), 24_000 * KWH, 3),
         (z("2024-11-03T05:00"), z("2024-11-04T06:00"), 25_000 * KWH, 4),
@@ -78,14 +81,17 @@ def test_register_fixture_gives_differences_of_consecutive_readings() -> None:
 
 def test_time_marks_end_and_units_and_epoch() -> None:
     m = mapping(time_format="epoch", time_marks="end", unit="Wh", value_column="energy_wh", interval_s=900)
-    out = read_meter_csv(csv_bytes("ts,energy_wh", f"{z('2024-01-01T00:15')},2500.5"), m)
+    out = read_meter_csv(csv_bytes("ts,energy_wh", f"{z('2024-01-01T00:15')},2500.5"), m, site_tz=SITE_TZ)
     assert (out[0].start, out[0].end, out[0].energy_j) == (
         z("2024-01-01T00:00"),
         z("2024-01-01T00:15"),
         9_001_800,
     )
     mwh = mapping(unit="MWh", value_column="mwh")
-    assert read_meter_csv(csv_bytes("ts,mwh", "2024-01-01 00:00,1.25"), mwh)[0].energy_j == 1250 * KWH
+    assert (
+        read_meter_csv(csv_bytes("ts,mwh", "2024-01-01 00:00,1.25"), mwh, site_tz=SITE_TZ)[0].energy_j
+        == 1250 * KWH
+    )
 
 
 def test_metered_csv_reads_our_figures_exactly() -> None:
@@ -229,3 +235,28 @@ def test_metered_csv_bad_input() -> None:
     ):
         with pytest.raises(ImportRefused, match=re.escape(reason)):
             read_metered_csv(text.encode())
+
+
+def test_naive_times_use_the_mapping_zone_else_the_site_zone_never_a_silent_utc() -> None:
+    """Finding D: the mapping's tz only reads naive times, and defaults to the site's zone."""
+    m = MeterMapping.from_dict(
+        {"time_column": "ts", "value_column": "kwh", "unit": "kWh", "kind": "interval"}
+    )
+    assert m.tz is None
+    data = csv_bytes("ts,kwh", "2024-07-01 00:00,1")
+    chicago = read_meter_csv(data, m, site_tz="America/Chicago")[0].start
+    assert chicago == z("2024-07-01T05:00")  # CDT is UTC-5
+    la = MeterMapping.from_dict(
+        {
+            "time_column": "ts",
+            "value_column": "kwh",
+            "unit": "kWh",
+            "kind": "interval",
+            "tz": "America/Los_Angeles",
+        }
+    )
+    assert read_meter_csv(data, la, site_tz="America/Chicago")[0].start == z("2024-07-01T07:00")
+    err = refused(data, m, site_tz=None)
+    assert str(err).startswith("line 2, column 1 (ts): ") and "no zone is known: set mapping.tz" in str(err)
+    offsets = csv_bytes("ts,kwh", "2024-07-01T00:00:00+00:00,1")
+    assert read_meter_csv(offsets, m)[0].start == z("2024-07-01T00:00")  # exact times need no zone

@@ -34,7 +34,10 @@ D = date.fromisoformat
 
 def fixture_days() -> dict[date, MeterDay]:
     m = MeterMapping.from_dict(tomllib.loads((FIXTURES / "meter_mapping_chicago.toml").read_text()))
-    return meter_days(read_meter_csv((FIXTURES / "meter_interval_hourly_chicago.csv").read_bytes(), m), m.tz)
+    return meter_days(
+        read_meter_csv((FIXTURES / "meter_interval_hourly_chicago.csv").read_bytes(), m, site_tz=CHICAGO),
+        CHICAGO,
+    )
 
 
 def test_fixture_days_are_local_days_with_their_real_lengths() -> None:
@@ -52,7 +55,7 @@ def test_spring_forward_day_is_23_hours_from_a_naive_local_file() -> None:
         | {"tz": "America/Chicago", "time_format": "%m/%d/%Y %H:%M"}
     )
     rows = ["t,kwh"] + [f"03/10/2024 {h:02d}:00,2" for h in range(24) if h != 2]  # 02:00 never happened
-    days = meter_days(read_meter_csv(("\n".join(rows) + "\n").encode(), m), m.tz)
+    days = meter_days(read_meter_csv(("\n".join(rows) + "\n").encode(), m, site_tz=CHICAGO), CHICAGO)
     assert days == {D("2024-03-10"): MeterDay(energy_j=46 * KWH, covered_s=82_800, day_s=82_800)}
 
 
@@ -60,7 +63,9 @@ def test_register_fixture_gives_the_same_days_as_the_interval_fixture() -> None:
     m = MeterMapping.from_dict(
         {"time_column": "read_time", "value_column": "register_kwh", "unit": "kWh", "kind": "register"}
     )
-    days = meter_days(read_meter_csv((FIXTURES / "meter_register_daily.csv").read_bytes(), m), CHICAGO)
+    days = meter_days(
+        read_meter_csv((FIXTURES / "meter_register_daily.csv").read_bytes(), m, site_tz=CHICAGO), CHICAGO
+    )
     assert days == fixture_days()
 
 
@@ -135,7 +140,11 @@ def test_tolerance_is_exact_at_the_boundary_and_per_class() -> None:
     assert (
         reconcile_meter(meter, ours, meter_class="submeter", tolerances_pct=custom).rows[0].status == "pass"
     )
-    assert tolerance_for("unknown-class") == Decimal("0.5")
+    # finding E: an unknown class is refused naming the known ones, never judged at a default 0.5 %
+    with pytest.raises(ValueError, match=r"unknown meter class 'chek' \(known: check, revenue\)"):
+        tolerance_for("chek")
+    with pytest.raises(ValueError, match=r"unknown meter class 'check' \(known: revenue, submeter\)"):
+        reconcile_meter(meter, ours, meter_class="check", tolerances_pct=custom)
     with pytest.raises(ValueError, match="must be a Decimal"):
         tolerance_for("revenue", {"revenue": 0.5})  # type: ignore[dict-item]
 
@@ -209,7 +218,7 @@ def test_scaled_copy_of_our_series_passes_iff_e_within_tolerance(
     mapping = MeterMapping(
         time_column="start", value_column="energy_wh", unit="Wh", kind="interval", time_format="epoch"
     )
-    meter = meter_days(read_meter_csv(("\n".join(lines) + "\n").encode(), mapping), zone)
+    meter = meter_days(read_meter_csv(("\n".join(lines) + "\n").encode(), mapping, site_tz=zone_name), zone)
     ours_j: dict[date, int] = {}
     for ts, units in ours_intervals:
         day = datetime.fromtimestamp(ts, zone).date()
@@ -257,7 +266,7 @@ def test_splitting_or_reordering_rows_never_changes_a_days_total(
     def days(lines: list[str], **kw: object) -> dict[date, int]:
         base: dict[str, object] = {"time_column": "ts", "value_column": "wh", "unit": "Wh"}
         m = MeterMapping.from_dict({"kind": "interval", "time_format": "epoch", **base, **kw})
-        parsed = read_meter_csv(("\n".join(lines) + "\n").encode(), m)
+        parsed = read_meter_csv(("\n".join(lines) + "\n").encode(), m, site_tz=CHICAGO)
         return {d: v.energy_j for d, v in meter_days(parsed, CHICAGO).items()}
 
     by_hour = days(as_hours, interval_s=3600)

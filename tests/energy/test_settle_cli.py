@@ -275,3 +275,135 @@ def test_curtailment_credits_from_verified_sleeps_land_on_the_draft(tmp_path: Pa
     credits = [ln for ln in acme["lines"] if ln["kind"] == "credit"]
     # (3050 W - 15 W) x 7200 s = 21,852,000 J = 6.07 kWh, at $0.03 = $0.1821 -> -0.18
     assert [(c["quantity"], c["amount"]) for c in credits] == [("6.070", "-0.18")]
+
+
+def settled_june(site: tuple[Path, Path], tmp_path: Path) -> Path:
+    """June 2024 settled once (flat tariff, all three miners acme's): the revision folder."""
+    tariff = tmp_path / "flat.toml"
+    tariff.write_text(FLAT_TOML)
+    assert cli(site, "tariff", "import", str(tariff)).returncode == 0
+    assert cli(site, "tariff", "activate", "1", "--from", "2024-06-01").returncode == 0
+    assert cli(site, "assign", "m0", "m1", "m2", "--customer", "acme", "--from", "2024-06-01").returncode == 0
+    r = cli(site, "settle", "--period", "2024-06")
+    assert r.returncode == 0, r.stderr
+    return site[0] / "settlements" / "2024-06-r1"
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith(".") or p.name.startswith("exp"))
+
+
+def test_export_refuses_a_revision_changed_after_settling(site: tuple[Path, Path], tmp_path: Path) -> None:
+    """Finding A: export re-signs, so it must verify the revision first, or a tampered draft (or input)
+    would come out as a VALID export."""
+    folder = settled_june(site, tmp_path)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    out = exports / "exp"
+    csv_text = (folder / "invoices.csv").read_text()
+    total = json.loads((folder / "settlement.json").read_text())["invoices"][0]["total"]
+    (folder / "invoices.csv").write_text(csv_text.replace(total, "1.00"))
+    r = cli(site, "invoices", "export", "--period", "2024-06", "--out", str(out))
+    assert r.returncode == 1
+    refused = "error: 2024-06-r1 does not verify, refusing to export it: output 'invoices.csv'"
+    assert r.stderr.startswith(refused)
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert leftovers(exports) == []
+    (folder / "invoices.csv").write_text(csv_text)
+
+    energy = folder / "inputs" / "energy_15m.csv"
+    rows = energy.read_text()
+    energy.write_text(rows.replace(",2700000,", ",2700001,", 1))
+    r = cli(site, "invoices", "export", "--period", "2024-06", "--out", str(out))
+    assert r.returncode == 1 and "input 'inputs/energy_15m.csv': content differs" in r.stderr
+    energy.unlink()
+    r = cli(site, "invoices", "export", "--period", "2024-06", "--out", str(out))
+    assert r.returncode == 1 and "input 'inputs/energy_15m.csv': not present" in r.stderr
+    assert leftovers(exports) == []
+    energy.write_text(rows)
+    r = cli(site, "invoices", "export", "--period", "2024-06", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert run("verify", str(out / "evidence.json")).returncode == 0
+
+
+def test_verify_checks_the_inputs_shipped_with_an_export(site: tuple[Path, Path], tmp_path: Path) -> None:
+    """Finding B: an input file beside the evidence must match its signed hash; an absent one is fine but
+    said to be unchecked."""
+    settled_june(site, tmp_path)
+    out = tmp_path / "exp"
+    r = cli(site, "invoices", "export", "--period", "2024-06", "--format", "json", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    r = run("verify", str(out / "evidence.json"))
+    assert r.returncode == 0, r.stdout
+    assert "  input 'inputs/energy_15m.csv': OK" in r.stdout
+    assert "  input 'inputs/fees.json': OK" in r.stdout
+    energy = out / "inputs" / "energy_15m.csv"
+    rows = energy.read_text()
+    energy.write_text(rows.replace(",2700000,", ",2600000,", 1))
+    r = run("verify", str(out / "evidence.json"))
+    assert r.returncode == 1 and r.stdout.startswith("INVALID")
+    assert "problem: input 'inputs/energy_15m.csv': content differs from the signed hash" in r.stdout
+    energy.unlink()
+    r = run("verify", str(out / "evidence.json"))
+    assert r.returncode == 0, r.stdout
+    assert "  input 'inputs/energy_15m.csv': not present, not checked" in r.stdout
+    # a link that leads out of the export is refused, not followed
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text(rows)
+    energy.symlink_to(outside)
+    r = run("verify", str(out / "evidence.json"))
+    assert r.returncode == 1 and "outside the evidence's folder; not followed" in r.stdout
+
+
+def test_export_failures_are_one_line_and_leave_nothing(site: tuple[Path, Path], tmp_path: Path) -> None:
+    """Finding C: every way an export can fail exits 1 (2 for usage) with one line, no traceback, and
+    no half-written export or staging folder left behind."""
+    folder = settled_june(site, tmp_path)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    out = exports / "exp"
+
+    def export(target: Path, code: int, message: str) -> None:
+        before = sorted(p.name for p in exports.iterdir())
+        r = cli(site, "invoices", "export", "--period", "2024-06", "--out", str(target))
+        assert r.returncode == code, (r.stdout, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert sorted(p.name for p in exports.iterdir()) == before
+
+    (exports / "exp").write_text("a file")
+    export(out, 2, "exists and is not a directory")
+    (exports / "exp").unlink()
+    export(exports / "missing" / "exp", 2, "no such directory")
+    export(Path("/proc/hashinsight-export"), 1, "cannot write there")
+    (exports / "exp").symlink_to(tmp_path / "nowhere")
+    export(out, 2, "is a symbolic link")
+    (exports / "exp").unlink()
+
+    evidence = (folder / "evidence.json").read_bytes()
+    document = json.loads(evidence)
+    for broken, message in (
+        (b"", "evidence is not JSON"),
+        (b"{not json", "evidence is not JSON"),
+        (json.dumps({**document, "extra": 1}).encode(), "unexpected field 'extra'"),
+        (json.dumps({k: v for k, v in document.items() if k != "inputs"}).encode(), "missing field 'inputs'"),
+    ):
+        (folder / "evidence.json").write_bytes(broken)
+        export(out, 1, message)
+    (folder / "evidence.json").write_bytes(evidence)
+
+    fees = folder / "inputs" / "fees.json"
+    saved = fees.read_bytes()
+    fees.unlink()
+    fees.symlink_to(folder / "inputs" / "gone.json")  # dangling
+    export(out, 1, "input 'inputs/fees.json': not present")
+    fees.unlink()
+    fees.write_bytes(saved)
+
+    r = cli(site, "invoices", "export", "--period", "2024-06", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    shipped = ["evidence.json", "inputs", "invoices.csv", "settlement.json"]
+    assert sorted(p.name for p in out.iterdir()) == shipped
+    assert leftovers(exports) == ["exp"]
+    r = cli(site, "invoices", "export", "--period", "2024-06", "--out", str(out))
+    assert r.returncode == 2 and "not empty" in r.stderr
