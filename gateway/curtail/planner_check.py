@@ -106,7 +106,8 @@ def _envelope(req: PlanRequest) -> list[float]:
 
 
 def fallback_counts(req: PlanRequest) -> list[list[int]]:
-    """Hold the current state; where a cap (or a cap coming up) requires it, shed load at the ramp rate.
+    """Hold the current state; where a cap (or a cap coming up) or a customer's contract cap requires it,
+    shed load at the ramp rate.
 
     Never starts a miner, so minimum off-times and ramp-up hold trivially; sheds the least profitable
     classes first and never stops a miner inside its minimum on-time. Caps win over uptime commitments:
@@ -133,9 +134,43 @@ def fallback_counts(req: PlanRequest) -> list[list[int]]:
             n = max(n, 0)
             current[ci] -= n
             shed_kw += n * c.kw_per_miner
+        shed_kw += _shed_for_contracts(req, t, current, margins, ramp, shed_kw)
         for ci in range(len(req.classes)):
             rows[ci].append(current[ci])
     return rows
+
+
+def _shed_for_contracts(
+    req: PlanRequest,
+    t: int,
+    current: list[int],
+    margins: list[list[Decimal]],
+    ramp: float | None,
+    already_kw: float,
+) -> float:
+    """Shed (in place) what each customer's contract cap requires, within what is left of this period's
+    ramp; never a miner inside its minimum on-time. Returns the kW shed."""
+    index = {c.key: i for i, c in enumerate(req.classes)}
+    shed_total = 0.0
+    for cust in req.customers:
+        if cust.max_kw is None:
+            continue
+        members = [index[k] for k in cust.class_keys if k in index]
+        load = sum(req.classes[i].kw_per_miner * current[i] for i in members)
+        need = load - cust.max_kw
+        for ci in sorted(members, key=lambda i: margins[i][t]):
+            if need <= KW_TOL:
+                break
+            c = req.classes[ci]
+            held = sum(req.recent("starts", c.key, b) for b in range(1, req.min_on_periods - t))
+            n = min(current[ci] - min(held, current[ci]), math.ceil(need / c.kw_per_miner - KW_TOL))
+            if ramp is not None:
+                n = min(n, math.floor((ramp - already_kw - shed_total) / c.kw_per_miner + KW_TOL))
+            n = max(n, 0)
+            current[ci] -= n
+            shed_total += n * c.kw_per_miner
+            need -= n * c.kw_per_miner
+    return shed_total
 
 
 def reasons(req: PlanRequest, on: list[list[int]]) -> list[str]:

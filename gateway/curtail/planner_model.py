@@ -170,6 +170,12 @@ def diagnose(req: PlanRequest) -> list[str]:
     fleet_kw = sum(c.kw_per_miner * c.count for c in req.classes)
     ramp = req.ramp_kw_per_period
     start_kw = req.initial_kw()
+    smallest_kw = min((c.kw_per_miner for c in req.classes if c.count), default=0.0)
+    if ramp is not None and smallest_kw and ramp + KW_TOL < smallest_kw:
+        problems.append(
+            f"ramp {ramp:g} kW/period is below one miner ({smallest_kw:g} kW): no miner can ever be started "
+            "or stopped, so no cap can be met by shedding"
+        )
     for t in range(req.horizon):
         cap = req.cap_kw(t)
         floor = req.floor_kw(t)

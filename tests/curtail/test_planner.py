@@ -235,3 +235,22 @@ def test_target_at_finds_the_covering_period() -> None:
     assert plan.target_at(T0 + 899) is periods[0]
     assert plan.target_at(T0 + 1800) is periods[2]
     assert plan.target_at(T0 + 2700) is None
+
+
+def test_the_fallback_also_sheds_for_a_customers_contract_cap() -> None:
+    """When the solver cannot be trusted, the hold-and-shed fallback still brings a customer under its
+    contract cap (at the ramp rate, cheapest classes first), not only the site under its caps."""
+    cust = Customer(key="acme", class_keys=("M30S+:normal",), max_kw=10.0)
+    req = request([CHEAP] * 4, customers=(cust,), ramp_kw_per_period=14.0)
+    rows = fallback_counts(req)
+    m30 = rows[1]
+    assert m30[:2] == [10 - 4, 10 - 8]  # 4 x 3.4 kW = 13.6 kW per period within the 14 kW ramp
+    violations = check_plan(req, rows)
+    assert not [v for v in violations if v.kind == "ramp"]
+    # only the first period is over the cap: the ramp does not allow shedding 34 kW at once
+    assert [(v.kind, v.period) for v in violations if v.kind == "contract"] == [("contract", 0)]
+
+
+def test_diagnose_names_a_ramp_below_one_miner() -> None:
+    problems = diagnose(request([DEAR] * 2, ramp_kw_per_period=3.0, site_cap_kw=30.0))
+    assert any("ramp 3 kW/period is below one miner (3.4 kW)" in p for p in problems)
