@@ -205,9 +205,9 @@ class CurtailSettings(_Section):
     cp_windows: list[tuple[datetime, datetime]] = Field(default_factory=list, max_length=1000)
     cp_charge_per_kw: Decimal = Field(default=Decimal(0), ge=0, le=10_000)
     cp_max_kw: float | None = Field(default=None, ge=0)  # site load cap inside a 4CP window
-    fail_policy: dict[Literal["price_feed", "planner", "dr_signal"], Literal["hold", "curtail", "resume"]] = (
-        Field(default_factory=dict)
-    )
+    # dr_signal is not accepted: no demand-response feed exists yet, so nothing could ever report it lost
+    # and a configured response would silently never apply (see `_usable`).
+    fail_policy: dict[str, Literal["hold", "curtail", "resume"]] = Field(default_factory=dict)
     solver: Literal["highs", "cbc"] = "highs"
     time_limit_s: float = Field(default=10.0, gt=0, le=300)
     batch_size: int = Field(default=10, ge=1, le=1000)  # miners switched at once
@@ -222,6 +222,14 @@ class CurtailSettings(_Section):
     def _usable(self) -> CurtailSettings:
         if self.enabled and not self.price_series:
             raise ValueError("enabled curtailment needs price_series (the name given to `prices import`)")
+        for key in self.fail_policy:
+            if key == "dr_signal":
+                raise ValueError(
+                    "fail_policy.dr_signal: not supported yet - this gateway has no demand-response feed, so "
+                    "the signal can never be reported lost; known 4CP windows go in cp_windows"
+                )
+            if key not in ("price_feed", "planner"):
+                raise ValueError(f"fail_policy.{key[:40]}: unknown input (known: price_feed, planner)")
         for customer, pct in self.customer_min_uptime_pct.items():
             if not 1 <= len(customer) <= 64 or customer[0] in "=+-@\t\r":
                 raise ValueError(

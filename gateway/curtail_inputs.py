@@ -11,12 +11,12 @@ the whole load and shed miners for nothing.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import duckdb
 
-from gateway.curtail_request import Demand, demand_rate, peak_kw_so_far
+from gateway.curtail_request import PERIOD_S, Change, Demand, demand_rate, peak_kw_so_far
 from gateway.energy.contracts import month_containing
 from gateway.energy.tariffs import TariffError
 from gateway.store.energy_state import EnergyStateError, assignments_between, tariff_history
@@ -57,3 +57,22 @@ def read_demand(
         return Demand(peak_kw_so_far=peak_kw, note=f"demand not modelled: the active tariff: {err}")
     rate, note = demand_rate(history, now=now, tz=tz, peak_kw=peak_kw)
     return Demand(rate_per_kw=rate, peak_kw_so_far=peak_kw, note=f"{note}; month peak so far {peak_kw:g} kW")
+
+
+def recent_changes(
+    conn: sqlite3.Connection, class_of: Mapping[str, str], *, start: int, back_periods: int
+) -> list[Change]:
+    """The starts/stops the executor made from `back_periods` before period `start` until now, per
+    miner's current class: its recorded sleep/wake actions that were sent and not found wanting
+    (`failed` or `not_verified` did not change the miner). Drift corrections are left out: they restore
+    the intended state rather than change it. Survives restarts (the actions are in state.db)."""
+    rows = conn.execute(
+        "SELECT ts, miner_id, action FROM curtail_actions WHERE ts >= ? AND reason IN ('plan', 'override')"
+        " AND status NOT IN ('failed', 'not_verified') ORDER BY id",
+        (start - max(back_periods, 0) * PERIOD_S,),
+    ).fetchall()
+    return [
+        Change(ts=int(ts), class_key=class_of[miner], delta=1 if action == "wake" else -1)
+        for ts, miner, action in rows
+        if miner in class_of and action in ("sleep", "wake")
+    ]

@@ -31,7 +31,7 @@ from decimal import Decimal
 from gateway.config import CurtailSettings
 from gateway.curtail.economics import Economics
 from gateway.curtail.forecast import fill_prices
-from gateway.curtail.plan_model import MinerClass, Plan
+from gateway.curtail.plan_model import MinerClass
 from gateway.curtail.planner_model import Customer, PlanRequest, Window
 from gateway.devices.model import Mode
 from gateway.devices.profiles import MinerProfile
@@ -156,16 +156,41 @@ def demand_rate(history: Sequence[Tariff], *, now: int, tz: str, peak_kw: float)
 # --- the request --------------------------------------------------------------------------------------
 
 
-def _recent(previous: Plan | None, start: int, key: str, back: int, sign: int) -> tuple[int, ...]:
-    """Miners of `key` the previous plan started (sign 1) or stopped (-1) in the `back` periods before
-    `start`, oldest first: what lets minimum on/off times carry across a re-plan."""
-    if previous is None or back <= 0:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    """One miner started (`delta` 1) or stopped (-1) at `ts`, in class `class_key`: what the executor
+    actually did (its recorded, not failed, actions), the history minimum on/off times are counted from."""
+
+    ts: int
+    class_key: str
+    delta: int
+
+
+def _net_by_period(changes: Iterable[Change], key: str) -> dict[int, int]:
+    net: dict[int, int] = {}
+    for c in changes:
+        if c.class_key == key:
+            period = c.ts - c.ts % PERIOD_S
+            net[period] = net.get(period, 0) + c.delta
+    return net
+
+
+def recent_counts(changes: Iterable[Change], start: int, key: str, back: int, sign: int) -> tuple[int, ...]:
+    """Miners of `key` started (sign 1) or stopped (-1), net per period, in the `back` periods before
+    `start`, oldest first (the planner's `recent_starts` / `recent_stops`).
+
+    Taken from what happened, not from the previous plan: a plan does not record the state it started
+    from, so its first period's change was lost on every re-plan (and a restart lost them all), which let
+    a re-plan undo a stop made one period earlier."""
+    if back <= 0:
         return ()
-    on = {p.start: p.on_by_class.get(key, 0) for p in previous.periods}
-    return tuple(
-        max(0, sign * (on[ts] - on[ts - PERIOD_S])) if ts in on and ts - PERIOD_S in on else 0
-        for ts in range(start - back * PERIOD_S, start, PERIOD_S)
-    )
+    net = _net_by_period(changes, key)
+    # A change made in the current period, before a mid-period re-plan (a real price arrived), is already
+    # in `initial_on`; it is counted as made in the period before, so the planner cannot undo it at once
+    # (the constraint then holds one period short, and the executor's per-miner minimum times, in
+    # seconds, hold the rest).
+    net[start - PERIOD_S] = net.get(start - PERIOD_S, 0) + net.pop(start, 0)
+    return tuple(max(0, sign * net.get(ts, 0)) for ts in range(start - back * PERIOD_S, start, PERIOD_S))
 
 
 def build_request(
@@ -175,12 +200,15 @@ def build_request(
     known: Mapping[int, Decimal],
     start: int,
     initial_on: Mapping[str, int],
-    previous: Plan | None = None,
+    changes: Sequence[Change] = (),
     customers: tuple[Customer, ...] = (),
     demand: Demand | None = None,
 ) -> PlanRequest:
     """The planning problem from `start` (a period boundary): stored prices where they exist (real-time or
-    day-ahead), the documented same-time-of-day forecast elsewhere (`forecast.fill_prices`)."""
+    day-ahead), the documented same-time-of-day forecast elsewhere (`forecast.fill_prices`).
+
+    `initial_on` is what is on now; `changes` the starts/stops the executor made recently (at least the
+    longer of the minimum on/off times back, `curtail_inputs.recent_changes`)."""
     starts = tuple(start + t * PERIOD_S for t in range(cfg.horizon_periods))
     end = starts[-1] + PERIOD_S
     # Every stored price is information in hand, however far ahead it lies: `now` = the last start.
@@ -214,6 +242,10 @@ def build_request(
         demand_charge_per_kw=demand.rate_per_kw,
         demand_peak_kw_so_far=demand.peak_kw_so_far,
         initial_on={c.key: min(max(initial_on.get(c.key, 0), 0), c.count) for c in classes},
-        recent_starts={c.key: _recent(previous, start, c.key, cfg.min_on_periods - 1, 1) for c in classes},
-        recent_stops={c.key: _recent(previous, start, c.key, cfg.min_off_periods - 1, -1) for c in classes},
+        recent_starts={
+            c.key: recent_counts(changes, start, c.key, cfg.min_on_periods - 1, 1) for c in classes
+        },
+        recent_stops={
+            c.key: recent_counts(changes, start, c.key, cfg.min_off_periods - 1, -1) for c in classes
+        },
     )

@@ -44,7 +44,7 @@ from gateway.curtail.executor_select import SelectionSettings
 from gateway.curtail.fail_policy import FailPolicy, Input, decide
 from gateway.curtail.plan_model import Plan
 from gateway.curtail.planner_solve import make_plan
-from gateway.curtail_inputs import Query, owners_at, read_demand
+from gateway.curtail_inputs import Query, owners_at, read_demand, recent_changes
 from gateway.curtail_plan_store import PlanStoreError, current_plan, save_plan
 from gateway.curtail_request import (
     HISTORY_S,
@@ -100,7 +100,9 @@ def policy_from_settings(cfg: CurtailSettings) -> FailPolicy:
     """The configured responses; the 4CP windows are the known peaks a failure must never hold through."""
     base = FailPolicy.from_mapping({str(k): v for k, v in cfg.fail_policy.items()})
     windows = tuple((int(a.timestamp()), int(b.timestamp())) for a, b in cfg.cp_windows)
-    return dataclasses.replace(base, must_curtail_windows=windows)
+    return dataclasses.replace(
+        base, must_curtail_windows=windows, ramp_kw_per_period=cfg.ramp_kw_per_period, period_s=PERIOD_S
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,24 +124,46 @@ def choose_targets(
     believed_on: Mapping[str, int],
     full_on: Mapping[str, int],
     policy: FailPolicy,
+    kw_by_class: Mapping[str, float] | None = None,
 ) -> Targets:
-    """The plan's period covering `now` while every input is healthy; otherwise the fail policy's answer."""
+    """The plan's period covering `now` while every input is healthy; otherwise the fail policy's answer.
+
+    The planner input fails only when no plan covers `now`: a failed re-plan leaves the last plan valid
+    (it was made on real prices, under every constraint, and already ramps into the known peak windows),
+    so it is followed to its end - throwing it away would hold full load to the window and then drop the
+    site at once. `kw_by_class` lets the fail policy ramp ahead of a must-curtail window."""
     failed: list[Input] = []
     if not price_known:
         failed.append(Input.PRICE_FEED)
     period = plan.target_at(now) if plan is not None else None
-    if period is None or not planner_ok:
+    if period is None:
         failed.append(Input.PLANNER)
     if failed:
-        decision = decide(failed, policy, now, current_on=believed_on, full_on=full_on)
+        decision = decide(
+            failed, policy, now, current_on=believed_on, full_on=full_on, kw_by_class=kw_by_class
+        )
         return Targets(
             on_by_class=dict(decision.on_by_class or {}),
             source="fail_policy",
             reason=decision.reason,
             failed=tuple(failed),
         )
-    assert period is not None
-    return Targets(on_by_class=dict(period.on_by_class), source="plan", reason=period.reason)
+    assert period is not None and plan is not None
+    reason = period.reason
+    if not planner_ok:
+        reason = f"{reason} (last re-plan failed: following the plan made at {plan.created_at})".lstrip()
+    return Targets(on_by_class=dict(period.on_by_class), source="plan", reason=reason)
+
+
+def _sheds_more(new: Targets, running: Targets | None) -> bool:
+    """Whether `new` asks any class for fewer miners on than the targets the running tick follows."""
+    if running is None:
+        return False
+    return any(n < running.on_by_class.get(k, n) for k, n in new.on_by_class.items())
+
+
+def _next_backoff(previous: float | None, ceiling: float) -> float:
+    return min(ceiling, RETRY_AFTER_FAILURE_S if previous is None else previous * 2)
 
 
 # --- the service --------------------------------------------------------------------------------------
@@ -182,6 +206,8 @@ class CurtailService:
         self._wake = asyncio.Event()
         self._plan_lock = asyncio.Lock()
         self._tick_task: asyncio.Task[None] | None = None
+        self._chained = False  # a tick is queued behind an interrupted one
+        self._behind: asyncio.Task[None] | None = None  # the interrupted tick it waits for
         self._price_replan_for: int | None = None
         self._failed_mono: float | None = None
         self._resume()
@@ -241,24 +267,41 @@ class CurtailService:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Re-plan every `replan_interval_s` and whenever asked; a failure is logged, never fatal."""
+        """Re-plan every `replan_interval_s` and whenever asked; a failure is logged, never fatal.
+
+        Any exception from a re-plan (a PlanningError, or a bug) is caught here: an uncaught one would end
+        this task silently and the gateway would never plan again. After a failure the next attempt
+        comes sooner than the schedule, backing off (RETRY_AFTER_FAILURE_S, doubling, capped at the
+        re-plan interval) so a persistent fault does not flood the log."""
+        backoff: float | None = None
         while not stop.is_set():
+            timeout = self.cfg.replan_interval_s if backoff is None else backoff
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.cfg.replan_interval_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             self._wake.clear()
             if stop.is_set():
                 return
             if not any(s.last_sample for s in self._poller.states().values()):
                 continue  # nothing read yet: the first cycle asks again
-            with contextlib.suppress(PlanningError):
+            try:
                 await self.replan()
+            except PlanningError:
+                backoff = _next_backoff(backoff, self.cfg.replan_interval_s)
+            except Exception:
+                log.exception("curtailment planning raised; retrying")
+                backoff = _next_backoff(backoff, self.cfg.replan_interval_s)
+            else:
+                backoff = None
 
     async def replan(self) -> Plan:
         """Plan from the current period; keeps, stores and returns the new plan, or raises PlanningError
         (and the fail policy takes over until a plan succeeds)."""
         async with self._plan_lock:
             try:
-                plan = await self._replan()
+                try:
+                    plan = await self._replan()
+                except (sqlite3.Error, duckdb.Error) as err:  # e.g. "database is locked" by a CLI write
+                    raise PlanningError(f"reading the inputs: {type(err).__name__}: {err}") from err
             except PlanningError as err:
                 self.planner_ok, self.last_error = False, str(err)
                 self._failed_mono = self.clock.monotonic()
@@ -310,7 +353,12 @@ class CurtailService:
                 known=known_prices(series),
                 start=start,
                 initial_on=self.executor.believed_on(members),
-                previous=self.plan,
+                changes=recent_changes(
+                    self.conn,
+                    {m.miner_id: m.class_key for m in members if m.class_key is not None},
+                    start=start,
+                    back_periods=max(self.cfg.min_on_periods, self.cfg.min_off_periods),
+                ),
                 customers=customers_of(profiles, owner_of, self.cfg.customer_min_uptime_pct),
                 demand=demand,
             )
@@ -334,14 +382,44 @@ class CurtailService:
     # --- execution -----------------------------------------------------------------------------------
 
     def on_cycle(self) -> None:
-        """Called at the end of each poll cycle, on the event loop; returns at once."""
-        now = int(self.clock.now())
-        members = self.members()
-        if self._replan_wanted(now, members):
-            self.request_replan()
-        if self._tick_task is not None and not self._tick_task.done():
+        """Called at the end of each poll cycle, on the event loop; returns at once, never raises (a
+        locked state.db or a bug here must not stop polling; the next cycle tries again).
+
+        While a tick runs, later cycles start none - unless the targets now shed more than the running
+        tick's (a peak window began, the fail policy took over): then the running tick is cut short
+        after its batch in flight (`Executor.interrupt`) and a new tick follows it at once."""
+        try:
+            now = int(self.clock.now())
+            members = self.members()
+            if self._replan_wanted(now, members):
+                self.request_replan()
+            targets = self._targets(members, now)
+        except Exception:
+            log.exception("curtailment cycle failed; it runs again next cycle")
             return
-        self._tick_task = asyncio.create_task(self._tick(members, now), name="curtail-tick")
+        running = self._tick_task if self._tick_task is not None and not self._tick_task.done() else None
+        if running is not None:
+            if self._chained or not _sheds_more(targets, self.last_targets):
+                return
+            self.executor.interrupt()
+            self._chained, self._behind = True, running
+        self._tick_task = asyncio.create_task(self._tick(members, targets, running), name="curtail-tick")
+
+    def _targets(self, members: Sequence[FleetMember], now: int) -> Targets:
+        kw: dict[str, float] = {}
+        for m in members:
+            if m.class_key is not None:
+                kw.setdefault(m.class_key, m.nominal_w / 1000)
+        return choose_targets(
+            plan=self.plan,
+            now=now,
+            price_known=self._price_known(now),
+            planner_ok=self.planner_ok,
+            believed_on=self.executor.believed_on(members),
+            full_on=self._full_on(members),
+            policy=self.policy,
+            kw_by_class=kw,
+        )
 
     def _replan_wanted(self, now: int, members: Sequence[FleetMember]) -> bool:
         """No plan yet, the fleet changed under the plan, or a real price replaced a forecast one."""
@@ -360,17 +438,14 @@ class CurtailService:
         self._price_replan_for = period.start  # once per period, however many cycles see it
         return True
 
-    async def _tick(self, members: Sequence[FleetMember], now: int) -> None:
+    async def _tick(
+        self, members: Sequence[FleetMember], targets: Targets, after: asyncio.Task[None] | None = None
+    ) -> None:
+        if after is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(after)  # its batch in flight finishes first
+            self._chained = False
         try:
-            targets = choose_targets(
-                plan=self.plan,
-                now=now,
-                price_known=self._price_known(now),
-                planner_ok=self.planner_ok,
-                believed_on=self.executor.believed_on(members),
-                full_on=self._full_on(members),
-                policy=self.policy,
-            )
             previous = self.last_targets
             if previous is None or (previous.source, previous.reason) != (targets.source, targets.reason):
                 log.info("curtailment follows %s: %s", targets.source, targets.reason)
@@ -384,8 +459,15 @@ class CurtailService:
             log.exception("curtailment tick failed; it runs again next cycle")
 
     async def stop(self) -> None:
-        task = self._tick_task
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        """Cancel the running tick (and one it was queued behind); a tick that had died is logged."""
+        for task in (self._tick_task, self._behind):
+            if task is None:
+                continue
+            if not task.done():
+                task.cancel()
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("curtailment tick ended with an error")

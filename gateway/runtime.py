@@ -168,10 +168,19 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            # A task that died of an exception must not stop the shutdown (the store would never be
+            # flushed and closed): log it and go on.
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("task %s had failed; shutting down regardless", task.get_name())
         if self.curtail is not None:
-            await self.curtail.stop()
+            try:
+                await self.curtail.stop()
+            except Exception:
+                log.exception("curtailment did not stop cleanly; shutting down regardless")
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         if self._api is not None:

@@ -177,6 +177,7 @@ def apply_command(
     from gateway.clock import SystemClock
     from gateway.config import ConfigError, load_settings
     from gateway.curtail.executor_apply import TargetsError, apply_once, drivers_for_inventory, parse_targets
+    from gateway.curtail_service import executor_settings
     from gateway.devices.profiles import ProfileError, load_profiles
     from gateway.store.state import StateError, list_miners, open_state
 
@@ -191,16 +192,33 @@ def apply_command(
         profiles = load_profiles()
     except (ConfigError, ProfileError) as err:
         fail(str(err), 2)
+    path = _state_path(data or settings.data_dir)
+    if execute:
+        try:
+            conn = open_state(path)
+        except StateError as err:
+            fail(str(err))
+    else:  # a dry run changes nothing: no state.db created, no migration run
+        conn = _read_only(path)
+        conn.row_factory = sqlite3.Row  # as open_state's connections (the inventory reads rows by name)
     try:
-        conn = open_state(_state_path(data or settings.data_dir))
-    except StateError as err:
-        fail(str(err))
-    rows = list_miners(conn)
+        rows = list_miners(conn)
+    except sqlite3.Error as err:
+        fail(f"{path}: cannot read the inventory ({err})")
     if not rows:
         fail("the inventory is empty: register miners first (`hashinsight scan --register`)")
     drivers = drivers_for_inventory(rows, settings, profiles)
     report = asyncio.run(
-        apply_once(conn, rows, drivers, profiles, SystemClock(), wanted, dry_run=not execute)
+        apply_once(
+            conn,
+            rows,
+            drivers,
+            profiles,
+            SystemClock(),
+            wanted,
+            dry_run=not execute,
+            settings=executor_settings(settings.curtail),
+        )
     )
     conn.close()
     for line in report.lines():

@@ -63,6 +63,7 @@ class Executor:
         self._pending: dict[str, Pending] = {}
         self._last_event: tuple[int, int, tuple[PlannedAction, ...]] | None = None
         self._lock = asyncio.Lock()
+        self._interrupt = asyncio.Event()
 
     # --- what other parts read -------------------------------------------------------------------
 
@@ -77,6 +78,19 @@ class Executor:
     def set_drivers(self, drivers: Mapping[str, MinerDriver]) -> None:
         """The runtime rebuilds its drivers when the inventory changes; the executor follows."""
         self.drivers = drivers
+
+    def interrupt(self) -> None:
+        """Cut a running tick short: it sends no further batch (nor waits out the gap before one), so
+        newer targets - a curtail decided at a peak window's start - are not stuck behind a long wake
+        tick. The batch in flight finishes (its read-backs are awaited, so no command is left half
+        recorded); the unsent actions are reported as `interrupted` and the next tick decides afresh.
+        A no-op when no tick is running."""
+        if self._lock.locked():
+            self._interrupt.set()
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
 
     def memory(self, miner_id: str) -> MinerMemory | None:
         return self._memory.get(miner_id)
@@ -97,6 +111,7 @@ class Executor:
         dry_run: bool = False,
     ) -> TickReport:
         async with self._lock:
+            self._interrupt.clear()
             now = int(self.clock.now())
             by_id = {m.miner_id: m for m in members}
             verified, expired = ([], []) if dry_run else self._observe(by_id, now)
@@ -136,8 +151,9 @@ class Executor:
                 actor=self.settings.actor,
             )
             self._last_event = (event_id, now, tuple(planned))
-            done, failed = await self._dispatch(event_id, planned)
+            done, failed, interrupted = await self._dispatch(event_id, planned)
             return TickReport(
+                interrupted=tuple(interrupted),
                 event_id=event_id,
                 dry_run=False,
                 actions=tuple(planned),
@@ -178,6 +194,7 @@ class Executor:
                 verified.append(miner_id)
             else:
                 self._fail(memory, now)
+                self._disown(memory)
                 detail = f"telemetry did not show the change within {self.settings.verify_window_s} s"
                 status = "not_verified"
                 expired.append(miner_id)
@@ -217,6 +234,17 @@ class Executor:
         memory.retry_after_ts = now + wait
         if budget_spent:
             memory.failures = 0  # a fresh budget once the reset time has passed
+
+    @staticmethod
+    def _disown(memory: MinerMemory) -> None:
+        """After a failed or unverified action the executor no longer claims to know the miner's state.
+
+        Its intention was recorded before the driver call (so a crash mid-dispatch is finished by drift
+        detection); once the call has failed, or telemetry never showed the change, keeping it would count
+        a hashing miner as asleep - selection would pick no substitute and the rules engine would be told
+        a planned sleep. Cleared, the miner counts as what telemetry shows until it is acted on again."""
+        memory.intended = None
+        memory.intended_ts = None
 
     # --- decide --------------------------------------------------------------------------------------
 
@@ -325,13 +353,15 @@ class Executor:
 
     async def _dispatch(
         self, event_id: int, planned: Sequence[PlannedAction]
-    ) -> tuple[list[str], dict[str, str]]:
+    ) -> tuple[list[str], dict[str, str], list[str]]:
         done: list[str] = []
         failed: dict[str, str] = {}
         size = self.settings.batch_size
         for start in range(0, len(planned), size):
             if start:
-                await self._pause(self.settings.batch_gap_s)
+                await self._gap()
+            if self._interrupt.is_set():
+                return done, failed, [a.miner_id for a in planned[start:]]
             batch = planned[start : start + size]
             results = await asyncio.gather(*(self._one(event_id, a) for a in batch))
             for action, error in zip(batch, results, strict=True):
@@ -339,7 +369,18 @@ class Executor:
                     done.append(action.miner_id)
                 else:
                     failed[action.miner_id] = error
-        return done, failed
+        return done, failed, []
+
+    async def _gap(self) -> None:
+        """The stagger between batches, ended early by `interrupt`."""
+        pause = asyncio.ensure_future(self._pause(self.settings.batch_gap_s))
+        woken = asyncio.ensure_future(self._interrupt.wait())
+        try:
+            await asyncio.wait((pause, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pause, woken):
+                task.cancel()
+            await asyncio.gather(pause, woken, return_exceptions=True)
 
     async def _one(self, event_id: int, action: PlannedAction) -> str | None:
         now = int(self.clock.now())
@@ -365,6 +406,7 @@ class Executor:
             await (driver.sleep() if action.action == "sleep" else driver.wake())
         except DeviceError as err:
             self._fail(memory, int(self.clock.now()))
+            self._disown(memory)
             message = f"{type(err).__name__}: {err}"
             store.finish_action(
                 self.conn,

@@ -71,6 +71,8 @@ class TickReport:
     verified: tuple[str, ...]
     expired: tuple[str, ...]
     drift: tuple[str, ...]
+    # planned but never sent: `Executor.interrupt` cut the tick short for newer targets
+    interrupted: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         """Human summary for the CLI."""
@@ -84,6 +86,8 @@ class TickReport:
             out.append(f"class {key}: {abs(short)} miners short of target")
         for miner, why in sorted(self.failed.items()):
             out.append(f"failed {miner}: {why}")
+        if self.interrupted:
+            out.append(f"interrupted before {len(self.interrupted)} actions: newer targets arrived")
         return out
 
 

@@ -17,7 +17,11 @@ configured `resume` on one input can never override another input's `curtail`.
 
 Separately, `must_curtail_windows` (known 4CP / DR windows from the site's settings) force `curtail`
 while any input has failed inside such a window, whatever the per-input response says: holding a
-full-load state into a known peak window is how a lost signal would run the site through it.
+full-load state into a known peak window is how a lost signal would run the site through it. Shedding
+starts ahead of the window, at the ramp rate: with `ramp_kw_per_period` set, the load allowed now is
+what the ramp can still take down to zero before the window, less `lead_s` of margin (a tick can start
+late); without a ramp limit, everything is shed `lead_s` before the window. So a failure just before a
+window never holds full load until its first second and then drops the whole site at once.
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ class FailPolicy:
     dr_signal: Response = Response.CURTAIL
     # [start, end) UTC epoch seconds of known peak windows (4CP candidates, scheduled DR events).
     must_curtail_windows: tuple[tuple[int, int], ...] = ()
+    # shedding ahead of a must-curtail window: the site's ramp limit (None: shed in one step), the
+    # period it is counted per, and the margin by which the site must already be at zero
+    ramp_kw_per_period: float | None = None
+    period_s: int = 900
+    lead_s: int = 900
 
     def response(self, failed: Input) -> Response:
         return Response(getattr(self, failed.value))
@@ -85,11 +94,13 @@ def decide(
     current_on: Mapping[str, int],
     full_on: Mapping[str, int],
     curtailed_on: Mapping[str, int] | None = None,
+    kw_by_class: Mapping[str, float] | None = None,
 ) -> Decision:
     """The response to the failed inputs at `now`.
 
     `current_on` is what is on now (per class), `full_on` every miner of each class, `curtailed_on` the
-    configured curtailed state (default: every class at 0)."""
+    configured curtailed state (default: every class at 0), `kw_by_class` each class's kW per miner (for
+    the ramp ahead of a must-curtail window; without it the lead is one step of `lead_s`)."""
     if not failed:
         return Decision(response=None, reason="all inputs healthy", on_by_class=None)
     chosen = max((policy.response(i) for i in failed), key=_RANK.__getitem__)
@@ -98,6 +109,17 @@ def decide(
     if chosen is not Response.CURTAIL and any(a <= now < b for a, b in policy.must_curtail_windows):
         chosen = Response.CURTAIL
         reason = f"{names} failed inside a known peak window: curtail"
+    elif chosen is not Response.CURTAIL:
+        ahead = _ramp_ahead(policy, now, current_on, full_on, kw_by_class)
+        if ahead is not None:
+            targets, start = ahead
+            base = {k: current_on.get(k, 0) for k in full_on} if chosen is Response.HOLD else dict(full_on)
+            reason = f"{names} failed {start - now} s before a known peak window: shedding ahead of it"
+            return Decision(
+                response=Response.CURTAIL,
+                reason=reason,
+                on_by_class={k: min(base.get(k, 0), targets.get(k, 0)) for k in full_on},
+            )
     if chosen is Response.CURTAIL:
         targets = dict(curtailed_on) if curtailed_on is not None else dict.fromkeys(full_on, 0)
         # never "curtail" upwards: a class already below the curtailed level stays where it is
@@ -106,3 +128,34 @@ def decide(
     if chosen is Response.RESUME:
         return Decision(response=chosen, reason=reason, on_by_class=dict(full_on))
     return Decision(response=chosen, reason=reason, on_by_class={k: current_on.get(k, 0) for k in full_on})
+
+
+def _ramp_ahead(
+    policy: FailPolicy,
+    now: int,
+    current_on: Mapping[str, int],
+    full_on: Mapping[str, int],
+    kw_by_class: Mapping[str, float] | None,
+) -> tuple[dict[str, int], int] | None:
+    """Per-class caps that let the ramp reach zero `lead_s` before the next must-curtail window, and that
+    window's start; None when no window is near enough to need shedding yet.
+
+    Load allowed now = ramp x (whole periods left before the window, less the lead). Over the cap,
+    every class is cut in proportion (rounded down: shed a little more, never less)."""
+    upcoming = [a for a, _ in policy.must_curtail_windows if a > now]
+    if not upcoming:
+        return None
+    start = min(upcoming)
+    left = -(-(start - now) // policy.period_s) - -(-policy.lead_s // policy.period_s)  # ceil - ceil
+    ramp = policy.ramp_kw_per_period
+    kw = kw_by_class or {}
+    load_kw = sum(current_on.get(k, 0) * kw.get(k, 0.0) for k in full_on)
+    if left <= 0:
+        return dict.fromkeys(full_on, 0), start
+    if ramp is None or not kw:
+        return None  # one step is allowed: nothing to shed before the lead
+    cap_kw = ramp * left
+    if load_kw <= cap_kw:
+        return None
+    share = cap_kw / load_kw
+    return {k: int(current_on.get(k, 0) * share) for k in full_on}, start

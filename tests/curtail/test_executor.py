@@ -188,8 +188,17 @@ async def test_an_ignored_write_fails_and_spends_the_retry_budget(
     assert rows(conn, "SELECT status FROM curtail_actions") == [("failed",)]
     memory = executor.memory(target)
     assert memory is not None and memory.failures == 1 and memory.retry_after_ts is not None
-    # inside the back-off the miner is neither retried by drift nor replaced: no action storm
-    assert (await executor.tick(await members(drivers), {KEY: 3})).actions == ()
+    # the failed sleep left it hashing: it counts as on (telemetry), the rules engine is not told it
+    # sleeps, and the next tick picks a substitute; the failed miner itself waits out its back-off
+    assert memory.intended is None and target not in executor.intended_states()
+    assert executor.believed_on(await members(drivers)) == {KEY: 4}
+    again = await executor.tick(await members(drivers), {KEY: 3})
+    assert [a.action for a in again.actions] == ["sleep"]
+    assert again.actions[0].miner_id != target
+    # no action storm: each miner is tried once, then every one is in its back-off
+    for _ in range(4):
+        await executor.tick(await members(drivers), {KEY: 3})
+    assert len(rows(conn, "SELECT id FROM curtail_actions")) == 4
     assert audit.verify(conn) == (True, None)
 
 
@@ -207,7 +216,10 @@ async def test_telemetry_that_never_shows_the_fall_fails_the_attempt(
     await asyncio.sleep(1.1)
     later = await executor.tick(stale, {KEY: 3})  # readings from before the action: no fall seen
     assert later.expired == (target,)
-    assert rows(conn, "SELECT status FROM curtail_actions") == [("not_verified",)]
+    # unverified: the miner counts as what telemetry shows (hashing), so a substitute is chosen at once
+    assert target not in executor.intended_states()
+    assert [a.miner_id != target for a in later.actions] == [True]
+    assert rows(conn, "SELECT status FROM curtail_actions ORDER BY id")[0] == ("not_verified",)
 
 
 async def test_overrides_win_over_the_plan(sim: Simulator, conn: sqlite3.Connection) -> None:

@@ -38,7 +38,7 @@ from gateway.curtail.executor_verify import observed_on
 from gateway.curtail.fail_policy import FailPolicy, Input, Response
 from gateway.curtail.plan_model import MinerClass, PeriodPlan, Plan
 from gateway.curtail.planner_solve import make_plan
-from gateway.curtail_request import PERIOD_S, build_request, classes_of, known_prices
+from gateway.curtail_request import PERIOD_S, Change, build_request, classes_of, known_prices
 from gateway.curtail_service import choose_targets, executor_settings, policy_from_settings
 from gateway.demo import register
 from gateway.devices.model import Mode, Sample
@@ -362,19 +362,19 @@ def test_the_request_uses_stored_prices_and_forecasts_only_the_gaps() -> None:
     assert req.hashprice == (Decimal("0.045"),) * 6 and req.ramp_kw_per_period == 7
 
 
-def test_minimum_times_carry_across_a_replan_from_the_previous_plan() -> None:
-    def period(i: int, on: int) -> PeriodPlan:
-        return PeriodPlan(start=T0 + i * PERIOD_S, on_by_class={S21.key: on}, reason="", price_per_kwh=CHEAP,
-                          forecast=False)  # fmt: skip
-
-    previous = Plan(created_at=T0, period_s=PERIOD_S, classes=(S21,),
-                    periods=(period(0, 4), period(1, 1), period(2, 3)), status="optimal", solver="t",
-                    solve_s=0.0, objective_usd=None, lp_bound_usd=None, explanation="")  # fmt: skip
+def test_minimum_times_carry_across_a_replan_from_what_the_executor_did() -> None:
+    # 3 stopped in period T0+P, 2 started in T0+2P (one of them then stopped again), all before the start
+    changes = [Change(ts=T0 + PERIOD_S + 7, class_key=S21.key, delta=-1)] * 3 + [
+        Change(ts=T0 + 2 * PERIOD_S + 5, class_key=S21.key, delta=1),
+        Change(ts=T0 + 2 * PERIOD_S + 6, class_key=S21.key, delta=1),
+        Change(ts=T0 + 2 * PERIOD_S + 9, class_key="other", delta=-1),
+    ]
     req = build_request(cfg=cfg(min_on_periods=3, min_off_periods=3), classes=(S21,),
                         known={T0: CHEAP}, start=T0 + 3 * PERIOD_S, initial_on={S21.key: 3},
-                        previous=previous)  # fmt: skip
+                        changes=changes)  # fmt: skip
     assert req.recent_starts == {S21.key: (0, 2)}  # oldest first: 3 stopped, then 2 started
     assert req.recent_stops == {S21.key: (3, 0)}
+    assert req.initial_on == {S21.key: 3}
 
 
 def test_an_infeasible_configuration_yields_the_fallback_plan_with_its_reason() -> None:
@@ -456,7 +456,8 @@ def test_targets_stay_within_the_fleet_and_a_failure_never_runs_the_plan(
     got = choose_targets(plan=plan, now=T0 + offset, price_known=price_known, planner_ok=planner_ok,
                          believed_on={S21.key: believed}, full_on={S21.key: 4}, policy=policy)  # fmt: skip
     assert 0 <= got.on_by_class[S21.key] <= 4
-    healthy = price_known and planner_ok and has_plan and 0 <= offset < PERIOD_S
+    # a failed re-plan does not discard a plan that still covers now
+    healthy = price_known and has_plan and 0 <= offset < PERIOD_S
     assert (got.source == "plan") == healthy and (got.failed == ()) == healthy
     if healthy:
         assert got.on_by_class == {S21.key: on_plan}
@@ -496,7 +497,7 @@ hashprice_usd_per_th_day = "0.05"
 ramp_kw_per_period = 800.0
 cp_windows = [[2026-08-20T16:00:00-05:00, 2026-08-20T17:00:00-05:00]]
 cp_charge_per_kw = "15"
-fail_policy = { price_feed = "hold", dr_signal = "curtail" }
+fail_policy = { price_feed = "hold" }
 """
 
 
@@ -518,7 +519,8 @@ def test_the_curtail_section_reads_from_site_toml(tmp_path: Path) -> None:
     [
         ({"enabled": True}, "curtail: enabled curtailment needs price_series"),
         ({"fail_policy": {"price_feed": "nap"}}, "curtail.fail_policy.price_feed: Input should be"),
-        ({"fail_policy": {"weather": "hold"}}, "curtail.fail_policy.weather.[key]: Input should be"),
+        ({"fail_policy": {"weather": "hold"}}, "fail_policy.weather: unknown input"),
+        ({"fail_policy": {"dr_signal": "curtail"}}, "fail_policy.dr_signal: not supported yet"),
         ({"cp_windows": [["2026-08-20T16:00:00", "2026-08-20T17:00:00"]]}, "cp_windows[0]: write times with"),
         ({"cp_windows": [["2026-08-20T17:00:00Z", "2026-08-20T16:00:00Z"]]}, "cp_windows[0]: the start must"),
         ({"price_series": "=HYPERLINK(1)"}, "curtail.price_series: String should match pattern"),
