@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.curtail.backtest import BacktestConfig, auto_cp_windows, fleet_classes, run_backtest
+from gateway.curtail.backtest_cp import cp_alerts, day_window
 from gateway.devices.profiles import load_profiles
 from gateway.energy.prices import read_local_grid
 from gateway.energy.tariffs import PriceSeries
@@ -49,17 +52,72 @@ def test_backtest_json_on_the_real_slice() -> None:
     assert result["strike_rule"]["violations"] > 0  # it flaps around the spike and ignores the ramp
     # always on: 3,240 kW for 72 h, exactly
     assert Decimal(result["always_on"]["energy_kwh"]) == Decimal(3240 * 72)
-    assert Decimal(result["ours"]["net_margin_usd"]) >= Decimal(result["strike_rule"]["net_margin_usd"])
+    # like for like - the rule held to the same ramp and minimum on/off times - ours earns more; the
+    # plain rule breaks those limits 34 times and earns more on this spike slice (see the closing note)
+    assert result["strike_rule_safe"]["violations"] == 0
+    assert Decimal(result["ours"]["net_margin_usd"]) >= Decimal(result["strike_rule_safe"]["net_margin_usd"])
     assert result["ours"]["solves"]["fallbacks"] == 0
-    assert len(result["cp_windows"]) == 1  # one month in the slice: one 4CP window
+    assert len(result["cp_windows"]) == 1  # one month in the slice: one charged 4CP window
+    assert result["forecast"] == "dam" and result["day_ahead_column"] == "HB_SOUTH_DAM"
+    assert result["cp_true_days"] == ["2024-08-20"]
+    assert result["cp_alert_days"] == ["2024-08-19", "2024-08-20"] and result["cp_true_days_alerted"] == 1
+    for name in ("ours", "strike_rule", "always_on"):
+        s = result[name]
+        before, net, cp = (
+            Decimal(s[k]) for k in ("margin_before_cp_usd", "net_margin_usd", "peak_charges_usd")
+        )
+        assert abs(before - cp - net) <= Decimal("0.01")
+    # always-on ignores alerts and pays the true peak: 3,240 kW x $15
+    assert Decimal(result["always_on"]["peak_charges_usd"]) == Decimal(48600)
+    assert Decimal(result["strike_rule"]["peak_charges_usd"]) == 0  # it was alerted and curtailed fully
+
+
+def test_backtest_without_day_ahead_prices_has_no_alerts() -> None:
+    code, out, err = invoke(
+        "backtest", "--prices", str(SLICE), "--days", "1", "--dam-column", "none", "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["forecast"] == "profile" and result["day_ahead_column"] is None
+    assert result["cp_alert_days"] == [] and result["cp_true_days"] == ["2024-08-19"]  # truth from RTM
+    code, _, err = invoke("backtest", "--prices", str(SLICE), "--dam-column", "none", "--forecast", "dam")
+    assert code == 2 and "day-ahead column" in err
+    code, _, err = invoke("backtest", "--prices", str(SLICE), "--dam-column", "NOPE")
+    assert code == 1 and "no column 'NOPE'" in err
+
+
+def test_decisions_never_see_the_charged_windows() -> None:
+    """Moving the (hindsight) charged window changes what is charged, never what any strategy does."""
+    rtm = read_local_grid(SLICE.read_bytes(), column="HB_SOUTH_RTM")
+    dam = read_local_grid(SLICE.read_bytes(), column="HB_SOUTH_DAM")
+    classes = fleet_classes(load_profiles(), {"S21": 4, "M30S+": 4})
+    zone = ZoneInfo("America/Chicago")
+    alerts = cp_alerts(dam, tz="America/Chicago", charge_per_kw=Decimal(15))
+    results = []
+    for day in (date(2024, 8, 20), date(2024, 8, 21)):
+        truth = (day_window(day, zone=zone, hours=(16, 18), charge_per_kw=Decimal(15)),)
+        cfg = BacktestConfig(
+            classes=classes, ramp_kw_per_period=10.0, windows=truth, alerts=alerts, tz="America/Chicago",
+            forecast="dam", replan_every=16,
+        )  # fmt: skip
+        results.append(run_backtest(rtm, cfg, day_ahead=dam))
+    a, b = results
+    for name in ("ours", "strike_rule", "always_on"):
+        sa, sb = getattr(a, name), getattr(b, name)
+        assert (sa.energy_kwh, sa.margin_before_cp_usd) == (sb.energy_kwh, sb.margin_before_cp_usd)
+    assert a.ours.peak_charges_usd == 0  # 08-20 was alerted: the planner curtailed it fully
+    assert b.ours.peak_charges_usd > 0  # 08-21 was not alerted: the load that ran then is charged
+    assert a.ours.violations == 0 and b.ours.violations == 0
 
 
 def test_backtest_table_and_cbc() -> None:
     code, out, err = invoke("backtest", "--prices", str(SLICE), "--days", "1", "--solver", "cbc")
     assert code == 0, err
     assert "net margin, USD" in out and "strike_rule" in out and "violations" in out
-    # the 4CP day is picked from the day-ahead column of the whole file (one per month)
-    assert "4CP window 2024-08-20 16:00-18:00" in out
+    # the true 4CP day comes from the day-ahead column of the whole file (one per month), charged only
+    assert "charged on the true days: none in these days (0 of 0 alerted)" in out  # 08-20 is not in
+    assert "4CP alert days (1): 2024-08-19" in out
+    assert "margin before 4CP, USD" in out
 
 
 def test_backtest_library_accounts_for_every_period() -> None:
@@ -123,6 +181,10 @@ def test_bad_price_files_exit_1_with_one_line(tmp_path: Path, body: bytes, messa
         ["--hashprice", "lots"],
         ["--cp-hours", "18-16"],
         ["--pue", "0.5"],
+        ["--persist", "1"],
+        ["--persist", "-0.1"],
+        ["--debias-days", "-1"],
+        ["--cp-day", "2024-13-01"],
     ],
 )
 def test_bad_flags_exit_2(args: list[str]) -> None:
@@ -135,6 +197,7 @@ def test_help_teaches() -> None:
     code, out, _ = invoke("backtest", "--help")
     assert code == 0
     assert "Example" in out and "$/TH/day" in out and "kW" in out
+    assert "alert" in out and "13:30" in out and "--dam-column" in out
 
 
 def test_plan_command_prints_reasons_and_json() -> None:
@@ -152,3 +215,15 @@ def test_plan_command_prints_reasons_and_json() -> None:
     assert len(plan["periods"]) == 96
     code, _, err = invoke("plan", "--prices", str(SLICE), "--at", "2030-01-01 00:00")
     assert code == 1 and "outside the price file" in err
+
+
+def test_forced_cp_day_is_charged_and_known_to_both() -> None:
+    code, out, err = invoke(
+        "backtest", "--prices", str(SLICE), "--days", "1", "--cp-day", "2024-08-19", "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["cp_true_days"] == result["cp_alert_days"] == ["2024-08-19"]
+    for name in ("ours", "strike_rule", "strike_rule_safe"):
+        assert Decimal(result[name]["peak_charges_usd"]) == 0  # known ahead: all were off at 16:00-18:00
+    assert Decimal(result["always_on"]["peak_charges_usd"]) == Decimal(48600)
