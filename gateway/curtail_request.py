@@ -203,6 +203,7 @@ def build_request(
     changes: Sequence[Change] = (),
     customers: tuple[Customer, ...] = (),
     demand: Demand | None = None,
+    tz: str = "UTC",
 ) -> PlanRequest:
     """The planning problem from `start` (a period boundary): stored prices where they exist (real-time or
     day-ahead), the documented same-time-of-day forecast elsewhere (`forecast.fill_prices`).
@@ -212,7 +213,7 @@ def build_request(
     starts = tuple(start + t * PERIOD_S for t in range(cfg.horizon_periods))
     end = starts[-1] + PERIOD_S
     # Every stored price is information in hand, however far ahead it lies: `now` = the last start.
-    prices, flags = fill_prices(known=known, starts=starts, now=starts[-1])
+    prices, flags = fill_prices(known=known, starts=starts, now=starts[-1], tz=tz)
     windows = tuple(
         Window(
             start=int(a.timestamp()),

@@ -360,6 +360,7 @@ class CurtailService:
                     back_periods=max(self.cfg.min_on_periods, self.cfg.min_off_periods),
                 ),
                 customers=customers_of(profiles, owner_of, self.cfg.customer_min_uptime_pct),
+                tz=self._tz,
                 demand=demand,
             )
         except (TariffError, ValueError) as err:
