@@ -15,6 +15,7 @@ import logging
 import shutil
 import signal
 import socket
+import sqlite3
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ from gateway.runtime import Gateway
 from gateway.simulator.faults import Fault
 from gateway.simulator.fleet import DEFAULT_MIX
 from gateway.simulator.run import Simulator, SimulatorConfig
+from gateway.store.energy_state import activate_tariff, import_tariff, list_tariffs
 from gateway.store.state import InventoryRow, open_state, upsert_miners
 
 log = logging.getLogger(__name__)
@@ -94,9 +96,45 @@ def register(data_dir: Path, simulator: Simulator) -> None:
             )
             for index, miner in enumerate(simulator.miners)
         ]
-        upsert_miners(conn, rows, int(time.time()))
+        now = int(time.time())
+        upsert_miners(conn, rows, now)
+        _demo_tariff(conn, now)
     finally:
         conn.close()
+
+
+# A host's time-of-use customer rate with a demand charge, so the demo's site energy figures carry cost and
+# `hashinsight settle` has something to settle. Illustrative figures, not any utility's.
+DEMO_TARIFF = b"""name = "Demo hosting TOU"
+[energy]
+type = "tou"
+periods = { peak = "0.12", off-peak = "0.045" }
+[[energy.windows]]
+period = "peak"
+days = "weekdays"
+start = "14:00"
+end = "19:00"
+[[energy.windows]]
+period = "off-peak"
+days = "weekdays"
+start = "19:00"
+end = "14:00"
+[[energy.windows]]
+period = "off-peak"
+days = "weekend"
+[demand]
+rate_per_kw = "8.50"
+"""
+
+
+def _demo_tariff(conn: sqlite3.Connection, now: int) -> None:
+    """Import and activate the demo tariff once, in force from well before the demo's first reading."""
+    if list_tariffs(conn):
+        return  # a kept --data-dir already has its tariff history
+    tariff_id, _, _ = import_tariff(
+        conn, DEMO_TARIFF, source_name="demo-tariff.toml", fmt="hashinsight", now=now
+    )
+    activate_tariff(conn, tariff_id, valid_from=now - now % 86_400 - 62 * 86_400, actor="demo", now=now)
 
 
 async def run_demo(options: DemoOptions, profiles: ProfileCatalog, console: Console) -> None:
