@@ -30,6 +30,8 @@ def test_demo_runs_raises_alerts_and_stops_cleanly_on_sigterm() -> None:
     assert api, "".join(lines)
     with urllib.request.urlopen(f"{api.group(1)}/api/alerts", timeout=10) as response:
         alerts = json.load(response)["alerts"]
+    # The demo site has its tariff in force: the gateway's energy service priced without complaint.
+    assert "figures without cost" not in "".join(lines)
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=60)
     output = "".join(lines) + rest
