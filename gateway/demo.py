@@ -96,9 +96,7 @@ def register(data_dir: Path, simulator: Simulator) -> None:
             )
             for index, miner in enumerate(simulator.miners)
         ]
-        now = int(time.time())
-        upsert_miners(conn, rows, now)
-        _demo_tariff(conn, now)
+        upsert_miners(conn, rows, int(time.time()))
     finally:
         conn.close()
 
@@ -127,8 +125,17 @@ rate_per_kw = "8.50"
 """
 
 
+def install_demo_tariff(data_dir: Path, now: int) -> None:
+    """Import and activate the demo tariff once, in force from well before the demo's first reading.
+    Kept apart from `register` (which tests reuse to build sites): only the demo wants a tariff."""
+    conn = open_state(data_dir / "state.db")
+    try:
+        _demo_tariff(conn, now)
+    finally:
+        conn.close()
+
+
 def _demo_tariff(conn: sqlite3.Connection, now: int) -> None:
-    """Import and activate the demo tariff once, in force from well before the demo's first reading."""
     if list_tariffs(conn):
         return  # a kept --data-dir already has its tariff history
     tariff_id, _, _ = import_tariff(
@@ -168,6 +175,7 @@ async def run_demo(options: DemoOptions, profiles: ProfileCatalog, console: Cons
     gateway: Gateway | None = None
     try:
         register(data_dir, simulator)
+        install_demo_tariff(data_dir, int(time.time()))
         for index, kind, params in DEMO_FAULTS:
             if index < len(simulator.miners):
                 miner = simulator.miners[index]
