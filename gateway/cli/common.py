@@ -12,6 +12,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from gateway.config import ConfigError, Settings, load_settings
+
 ENV_DATA_DIR = "HASHINSIGHT_DATA_DIR"
 DEFAULT_DATA_DIR = (
     Path("/var/lib/hashinsight") if os.geteuid() == 0 else Path.home() / ".local/share/hashinsight"
@@ -32,6 +34,38 @@ DataDirOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+SiteConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", envvar="HASHINSIGHT_CONFIG", help="Site configuration (TOML): zone, [energy]."
+    ),
+]
+
+
+def site_settings(config: Path | None) -> Settings:
+    """The site's settings for the energy and reconciliation commands. Miner credentials play no part
+    there, so the factory-password check (which guards polling a real site) must not stop them."""
+    try:
+        return load_settings(config, demo=True)
+    except ConfigError as err:
+        fail(str(err), 2)
+
+
+def read_input(path: Path, max_bytes: int) -> bytes:
+    """A user's input file, whole, refused (one line, no traceback) when missing, a directory, unreadable
+    or larger than `max_bytes`."""
+    try:
+        if path.stat().st_size > max_bytes:
+            fail(f"{path}: larger than {max_bytes // (1024 * 1024)} MiB; refusing to read it")
+        return path.read_bytes()
+    except FileNotFoundError:
+        fail(f"{path}: no such file", 2)
+    except IsADirectoryError:
+        fail(f"{path}: is a directory", 2)
+    except OSError as err:
+        fail(f"{path}: cannot read: {err.strerror or err}")
 
 
 def data_dir(option: Path | None) -> Path:

@@ -17,8 +17,8 @@ from typing import Annotated, Any
 import duckdb
 import typer
 
-from gateway.cli.common import DataDirOption, data_dir, fail
-from gateway.cli.tariffs import ConfigOption, open_db, site_settings
+from gateway.cli.common import DataDirOption, SiteConfigOption, data_dir, fail, site_settings
+from gateway.cli.tariffs import open_db
 from gateway.curtail.savings import Economics, SavingsLine, attribute
 from gateway.curtail.savings_input import GRID_S, Anomalies, PriceFn
 from gateway.curtail.savings_read import load_savings_input
@@ -61,7 +61,7 @@ def savings_command(
         str | None, typer.Option(help="Pool fee as a fraction, 0.02 = 2 % (default: [curtail] pool_fee).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    config: ConfigOption = None,
+    config: SiteConfigOption = None,
     data: DataDirOption = None,
 ) -> None:
     """Report what curtailment saved in a month, per local day, strategy (plan, override, fail_policy,

@@ -20,9 +20,9 @@ import duckdb
 import typer
 
 from gateway.cli.alerts import DEFAULT_API
-from gateway.cli.common import DataDirOption, data_dir, fail
+from gateway.cli.common import DataDirOption, SiteConfigOption, data_dir, fail, site_settings
 from gateway.cli.energy import ApiOption, NoGateway, error_of, request_json
-from gateway.cli.tariffs import ConfigOption, open_db, site_settings
+from gateway.cli.tariffs import open_db
 from gateway.config import Settings
 from gateway.energy.evidence import (
     CHUNK_BYTES,
@@ -63,7 +63,7 @@ def assign_command(
     miners: Annotated[list[str], typer.Argument(help="Miner ids (see `hashinsight inventory list`).")],
     customer: Annotated[str, typer.Option(help="The customer who owns them from --from on.")],
     start: Annotated[str, typer.Option("--from", help="YYYY-MM-DD (local midnight) or an ISO instant.")],
-    config: ConfigOption = None,
+    config: SiteConfigOption = None,
     data: DataDirOption = None,
 ) -> None:
     """Record that miners change owner at an instant (any second: energy is split exactly there).
@@ -82,7 +82,7 @@ def assign_command(
 
 def settle_command(
     period: PeriodOption,
-    config: ConfigOption = None,
+    config: SiteConfigOption = None,
     data: DataDirOption = None,
     api: ApiOption = DEFAULT_API,
 ) -> None:
@@ -184,7 +184,7 @@ def _load(data: Path | None, config: Path | None, period: str) -> tuple[Path, di
 def invoices_show(
     period: PeriodOption,
     customer: Annotated[str | None, typer.Option(help="Only this customer's draft, line by line.")] = None,
-    config: ConfigOption = None,
+    config: SiteConfigOption = None,
     data: DataDirOption = None,
 ) -> None:
     """Show a settled month's drafts (the latest revision): totals per customer, or one draft's lines."""
@@ -217,7 +217,7 @@ def invoices_export(
         typer.Option(help="Directory to create for the export (must not exist, or be an empty directory)."),
     ],
     fmt: Annotated[str, typer.Option("--format", help="csv | json")] = "csv",
-    config: ConfigOption = None,
+    config: SiteConfigOption = None,
     data: DataDirOption = None,
 ) -> None:
     """Export a settled month's drafts (the latest revision) as CSV or JSON, with its inputs and a

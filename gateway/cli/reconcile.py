@@ -24,8 +24,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.cli.common import DataDirOption, data_dir, fail
-from gateway.config import ENV_CONFIG, ConfigError, Settings, load_settings
+from gateway.cli.common import DataDirOption, data_dir, fail, read_input, site_settings
+from gateway.config import ENV_CONFIG, Settings
 from gateway.energy.aggregates import Level
 from gateway.energy.dispute import DisputePackage, meter_dispute, open_dispute, pool_dispute
 from gateway.energy.meter_csv import MeterMapping, read_day_table, read_meter_csv, read_metered_csv
@@ -58,24 +58,8 @@ NoDisputeOption = Annotated[
 ]
 
 
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config, demo=True)  # miner passwords play no part in a reconciliation
-    except ConfigError as err:
-        fail(str(err), 2)
-
-
 def _read(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            fail(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; refusing to read it")
-        return path.read_bytes()
-    except FileNotFoundError:
-        fail(f"{path}: no such file", 2)
-    except IsADirectoryError:
-        fail(f"{path}: is a directory", 2)
-    except OSError as err:
-        fail(f"{path}: cannot read: {err.strerror or err}")
+    return read_input(path, MAX_FILE_BYTES)
 
 
 def _pct(text: str, what: str) -> Decimal:
@@ -194,7 +178,7 @@ def meter_command(
         spec = MeterMapping.from_dict(tomllib.loads(_read(mapping).decode("utf-8")))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError, TypeError) as err:
         fail(f"{mapping}: {err}", 2)
-    settings = _settings(config)
+    settings = site_settings(config)
     site_tz = settings.site.timezone
     tolerances = _tolerances(tolerance or [])
     chosen_class = meter_class or spec.meter_class
@@ -304,7 +288,7 @@ def pool_command(
     if fee > 100:
         fail("--pool-fee-pct: must be 0..100", 2)
     tolerance = _pct(tolerance_pct, "--tolerance-pct")
-    settings = _settings(config)
+    settings = site_settings(config)
     received = _read(file)
     try:
         paid = read_pool_csv(received, mapping)

@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from gateway.cli.common import DataDirOption, data_dir, fail
-from gateway.config import ENV_CONFIG, ConfigError, Settings, load_settings
+from gateway.cli.common import DataDirOption, SiteConfigOption, data_dir, fail, site_settings
+from gateway.cli.common import read_input as read_file
+from gateway.config import Settings
 from gateway.energy.prices import PriceUnit, read_ercot_spp, read_local_grid, read_ts_price
 from gateway.energy.safe_csv import ImportRefused
 from gateway.energy.tariff_file import parse_tariff_file
@@ -40,32 +41,10 @@ tariff_app = typer.Typer(
 prices_app = typer.Typer(help="Market prices for real-time tariffs.", no_args_is_help=True)
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", envvar=ENV_CONFIG, help="Site configuration (TOML): zone, [energy]."),
-]
-
-
-def site_settings(config: Path | None) -> Settings:
-    """The site's settings for energy commands. Miner credentials play no part here, so the factory
-    password check (which guards polling a real site) is not what should stop a tariff import."""
-    try:
-        return load_settings(config, demo=True)
-    except ConfigError as err:
-        fail(str(err), 2)
 
 
 def read_input(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            fail(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; refusing to read it")
-        return path.read_bytes()
-    except FileNotFoundError:
-        fail(f"{path}: no such file", 2)
-    except IsADirectoryError:
-        fail(f"{path}: is a directory", 2)
-    except OSError as err:
-        fail(f"{path}: cannot read: {err.strerror or err}")
+    return read_file(path, MAX_FILE_BYTES)
 
 
 def open_db(data: Path | None, settings: Settings) -> sqlite3.Connection:
@@ -88,7 +67,7 @@ def tariff_import(
     file: Annotated[Path, typer.Argument(help="URDB JSON (from OpenEI) or a HashInsight tariff TOML.")],
     fmt: Annotated[str, typer.Option("--format", help="urdb | hashinsight | auto (by extension).")] = "auto",
     item: Annotated[int | None, typer.Option(help="URDB: which of several `items` to import.")] = None,
-    config: ConfigOption = None,
+    config: SiteConfigOption = None,
     data: DataDirOption = None,
 ) -> None:
     """Check and store a tariff, byte for byte. It is not in force until `tariff activate`.
@@ -129,7 +108,7 @@ def tariff_import(
 @tariff_app.command("show")
 def tariff_show(
     tariff_id: Annotated[int | None, typer.Argument(help="Show one tariff in detail.")] = None,
-    config: ConfigOption = None,
+    config: SiteConfigOption = None,
     data: DataDirOption = None,
 ) -> None:
     """List imported tariffs and when each is in force, or one tariff's rates."""
@@ -205,7 +184,7 @@ def tariff_activate(
     force: Annotated[
         bool, typer.Option("--force", help="Allow a start inside a month that already has settled drafts.")
     ] = False,
-    config: ConfigOption = None,
+    config: SiteConfigOption = None,
     data: DataDirOption = None,
 ) -> None:
     """Put a tariff in force from local midnight of a day; the one in force before ends there.
@@ -275,7 +254,7 @@ def prices_import(
     interval_min: Annotated[
         int, typer.Option("--interval-min", help="ts/grid: minutes each price holds (15, 30 or 60).")
     ] = 15,
-    config: ConfigOption = None,
+    config: SiteConfigOption = None,
     data: DataDirOption = None,
 ) -> None:
     """Import market prices ($/MWh or $/kWh) for a real-time tariff. The whole file is checked first
